@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.io.commands",
     "igikit.stream.commands",
     "igikit.supervise.commands",
+    "igikit.workflows.mrgrt.track_command",
 )
 
 EXIT_OK = 0
