@@ -68,6 +68,7 @@ class FlowRegistration2D:
     def __post_init__(self) -> None:
         if self.reference.dtype != np.uint8 or self.reference.ndim != 2:
             raise InputError("the reference frame must be a 2D uint8 image")
+        self.reference = np.ascontiguousarray(self.reference)
         self._dis = cv2.DISOpticalFlow.create(self.preset)
         # Mean normalisation makes the patch matching insensitive to slow global intensity changes.
         self._dis.setUseMeanNormalization(True)
@@ -76,6 +77,7 @@ class FlowRegistration2D:
         """Flow (H, W, 2) such that ``reference(x + flow(x)) ≈ moving(x)``."""
         if moving.shape != self.reference.shape or moving.dtype != np.uint8:
             raise InputError(f"moving frame must be uint8 {self.reference.shape}, got {moving.dtype} {moving.shape}")
+        moving = np.ascontiguousarray(moving)
         # DIS takes a correctly sized float32 (H, W, 2) flow argument as its initial estimate.
         if initial_flow is None:
             out: np.ndarray = self._dis.calc(moving, self.reference, None)  # type: ignore[call-overload]
