@@ -338,3 +338,33 @@ def track_sequence(
         if progress is not None:
             progress(t, t_total)
     return TrackedSequence(labels, conf, lat, details)
+
+
+@dataclass(frozen=True)
+class ForwardBackward:
+    """Forward-backward consistency of a tracker on a sequence without ground truth."""
+
+    end_dsc: float
+    mean_dsc: float
+    forward: TrackedSequence
+    backward: TrackedSequence
+
+
+def forward_backward(
+    frames_hwt: np.ndarray, label0: np.ndarray, spacing_mm: tuple[float, float], method: str = "ensemble"
+) -> ForwardBackward:
+    """Consistency without ground truth: track to the last frame, then back to the first.
+
+    The backward pass starts from the forward pass's last mask on the reversed sequence.
+    ``end_dsc`` is the Dice of its final mask with the original first label (1.0 = the tracker came
+    back exactly where it started); ``mean_dsc`` averages, over every frame, the Dice of the forward
+    and backward masks on that frame (low where either pass lost or drifted off the target).
+    """
+    forward = track_sequence(frames_hwt, label0, spacing_mm, method)
+    last = forward.labels[:, :, -1]
+    if not last.any():
+        return ForwardBackward(0.0, 0.0, forward, forward)
+    backward = track_sequence(frames_hwt[:, :, ::-1], last, spacing_mm, method)
+    back = backward.labels[:, :, ::-1]
+    per_frame = [dice(forward.labels[:, :, t], back[:, :, t]) for t in range(frames_hwt.shape[2])]
+    return ForwardBackward(dice(back[:, :, 0], label0), float(np.mean(per_frame)), forward, backward)

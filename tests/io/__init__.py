@@ -1,0 +1,1 @@
+"""Tests of igikit.io: images, DICOM, DICOM-RT and the info command."""
