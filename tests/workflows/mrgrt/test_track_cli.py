@@ -60,3 +60,10 @@ def test_track_bad_inputs_give_one_line_and_no_output(tmp_path) -> None:
         assert_input_error(run_cli(*args), fragment)
         assert not out.exists()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_cli_method_list_matches_the_trackers() -> None:
+    from igikit.workflows.mrgrt.track_command import METHODS
+    from igikit.workflows.mrgrt.tracking import TRACKERS
+
+    assert sorted(METHODS) == sorted(TRACKERS)

@@ -11,9 +11,10 @@ import numpy as np
 
 from igikit.errors import InputError
 from igikit.io.atomic import atomic_path
-from igikit.io.trackrad import read_frames, read_label, read_labels
-from igikit.workflows.mrgrt.metrics import evaluate_sequence
-from igikit.workflows.mrgrt.tracking import TRACKERS, track_sequence
+
+# Kept in step with igikit.workflows.mrgrt.tracking.TRACKERS (a test checks it); importing the
+# trackers here would load OpenCV and SciPy for every igikit command, not only for `track`.
+METHODS = ("copy", "ensemble", "registration", "template")
 
 
 def latency_summary(latency_ms: np.ndarray) -> dict[str, float]:
@@ -49,6 +50,10 @@ def _write_labels(path: Path, labels_hwt: np.ndarray, frames_path: Path) -> None
 
 def _run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
+
+    from igikit.io.trackrad import read_frames, read_label, read_labels
+    from igikit.workflows.mrgrt.metrics import evaluate_sequence
+    from igikit.workflows.mrgrt.tracking import track_sequence
 
     frames_path = Path(args.frames)
     frames, (dx, dy) = read_frames(frames_path)
@@ -103,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="LABELS.mha to write, uint8 (H, W, T)")
     p.add_argument("--metrics", help="write metrics JSON (latency, confidence, and accuracy with --truth)")
     p.add_argument("--truth", help="true LABELS.mha (H, W, T): report DSC, HD95, MASD, centroid, dose metric")
-    p.add_argument("--method", default="ensemble", choices=sorted(TRACKERS), help="tracking method")
+    p.add_argument("--method", default="ensemble", choices=METHODS, help="tracking method")
     p.add_argument("--region", help="scanned region for the dose metric's blur (lung/thorax: 6 mm)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
