@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.stream.commands",
     "igikit.supervise.commands",
     "igikit.workflows.mrgrt.track_command",
+    "igikit.workflows.mrgrt.commands",
+    "igikit.sim.commands",
 )
 
 EXIT_OK = 0
