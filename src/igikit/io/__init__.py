@@ -4,9 +4,20 @@ from igikit.io.atomic import atomic_path
 from igikit.io.dicom import read_dataset, read_dicom, write_dicom_series
 from igikit.io.dicomrt import fill_polygons, read_rtdose, read_rtstruct, write_rtdose
 from igikit.io.image import read_image, write_image
+from igikit.io.respiration import RespirationTrace, clean_trace, read_trace
+from igikit.io.trackrad import CineCase, read_case, read_frames, read_label, read_labels, write_case
 
 __all__ = [
+    "CineCase",
+    "RespirationTrace",
     "atomic_path",
+    "clean_trace",
+    "read_case",
+    "read_frames",
+    "read_label",
+    "read_labels",
+    "read_trace",
+    "write_case",
     "fill_polygons",
     "read_dataset",
     "read_dicom",
