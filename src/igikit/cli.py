@@ -21,6 +21,7 @@ from igikit.errors import IgikitError
 #: Modules that contribute commands, in the order ``igikit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "igikit.io.commands",
+    "igikit.io.igtl_commands",
     "igikit.stream.commands",
     "igikit.supervise.commands",
     "igikit.workflows.mrgrt.track_command",

@@ -3,12 +3,17 @@
 from igikit.io.atomic import atomic_path
 from igikit.io.dicom import read_dataset, read_dicom, write_dicom_series
 from igikit.io.dicomrt import fill_polygons, read_rtdose, read_rtstruct, write_rtdose
+from igikit.io.igtl import IGTLClient, IGTLServer, ReceivedMessage
 from igikit.io.image import read_image, write_image
 from igikit.io.respiration import RespirationTrace, clean_trace, read_trace
 from igikit.io.trackrad import CineCase, read_case, read_frames, read_label, read_labels, write_case
 
 __all__ = [
     "CineCase",
+    "IGTLClient",
+    "IGTLServer",
+    "IGTLSource",
+    "ReceivedMessage",
     "RespirationTrace",
     "atomic_path",
     "clean_trace",
@@ -28,3 +33,13 @@ __all__ = [
     "write_image",
     "write_rtdose",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # IGTLSource is a stream Source: importing igikit.stream here would load the engine (and
+    # its import of igikit.io) for every user of igikit.io.
+    if name == "IGTLSource":
+        from igikit.io.igtl_source import IGTLSource
+
+        return IGTLSource
+    raise AttributeError(f"module 'igikit.io' has no attribute {name!r}")
