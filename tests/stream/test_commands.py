@@ -1,4 +1,4 @@
-"""``igikit replay`` / ``igikit demo`` through the command line, on the real magdeburg cine."""
+"""``igikit replay`` through the command line, on the real magdeburg cine (``igikit demo``: tests/workflows/mrgrt)."""
 
 from __future__ import annotations
 
@@ -91,28 +91,6 @@ def test_replay_input_errors(tmp_path: Path, liver: Path, capsys: pytest.Capture
         main(["replay", str(liver), "--max-frames", "0"])
     assert exit_info.value.code == 2
     _assert_one_line_error(2, capsys.readouterr().err, "--max-frames", "positive")
-
-
-def test_demo_without_data_is_one_clear_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("IGIKIT_DATA", str(tmp_path / "absent"))
-    monkeypatch.chdir(tmp_path)
-    code, _, err = _main(capsys, "demo", "--fast")
-    _assert_one_line_error(code, err, "absent", "IGIKIT_DATA")
-    assert not (tmp_path / "out").exists()
-
-
-def test_demo_fast_short(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.delenv("IGIKIT_DATA", raising=False)  # the default: ../shared/data beside the project
-    monkeypatch.chdir(tmp_path)
-    code, out, err = _main(capsys, "demo", "--fast", "--max-frames", "10")
-    assert code == 0, err
-    assert "magdeburg_liver" in out and "end-to-end" in out
-    (session,) = (tmp_path / "out").glob("demo_session_*.h5")
-    assert read_session(session).n_frames == 10
 
 
 class _FailAt(Sink):

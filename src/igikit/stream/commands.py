@@ -1,10 +1,12 @@
-"""``igikit replay`` and ``igikit demo``: a recorded cine through the stream engine, timed."""
+"""``igikit replay``: a recorded cine through the stream engine, timed.
+
+(``igikit demo`` lives with the MR-linac workflow it demonstrates: :mod:`igikit.workflows.mrgrt.commands`.)
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
 import json
 import os
 import sys
@@ -23,9 +25,6 @@ from igikit.stream.operator import Operator, Sink
 from igikit.stream.operators import RESPONSE, SHIFT_MM
 from igikit.stream.recorder import Recorder
 from igikit.stream.source import ReplaySource
-
-#: The case ``igikit demo`` replays, relative to the data folder.
-DEMO_CASE = Path("cine") / "magdeburg_liver"
 
 
 def find_data_dir() -> Path:
@@ -192,22 +191,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    case_dir = find_data_dir() / DEMO_CASE
-    case = load_cine(case_dir)
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    record = out_dir / f"demo_session_{stamp}.h5"
-    mode = "as fast as possible" if args.fast else f"at its native {case.frame_rate_hz:.2f} Hz"
-    print(f"replaying {case_dir} ({case.n_frames} frames) {mode}; recording to {record}", flush=True)
-    report, app = replay(case, fast=args.fast, record=record, deadline_ms=args.deadline_ms, max_frames=args.max_frames)
-    _print_report(report, app, record)
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``replay`` and ``demo``."""
+    """Add ``replay``."""
     p = sub.add_parser(
         "replay",
         help="replay a cine series through the stream engine and print its latency",
@@ -220,16 +205,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", metavar="SESSION.h5", type=Path, help="record frames and results to this new file")
     p.add_argument("--rate-hz", type=_positive(float), help="frame rate when the input does not state it")
     p.set_defaults(func=_cmd_replay)
-
-    d = sub.add_parser(
-        "demo",
-        help="replay the real magdeburg liver cine and print the latency table",
-        description="Replay ../shared/data/cine/magdeburg_liver (or $IGIKIT_DATA) at its native frame "
-        "rate (about 83 s) through the stream engine, record a session file and print the latency table.",
-    )
-    _add_common(d)
-    d.add_argument("--out-dir", default="out", help="folder for the session file (default: out)")
-    d.set_defaults(func=_cmd_demo)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

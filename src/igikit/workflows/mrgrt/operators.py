@@ -1,0 +1,627 @@
+"""The stream operators of the MR-linac gating workflow: track, predict, gate, audit.
+
+Each one is an :class:`igikit.stream.Operator` (``setup`` declares what it reads and adds,
+``compute`` turns one message into the next) so it can be tested alone and composed in
+:class:`igikit.workflows.mrgrt.workflow.GatingWorkflow`. Result names are the module constants
+below; a console or a recorder reads them from ``message.results``.
+
+Coordinates: positions are ``(row, col)`` mm in the image, i.e. on a sagittal cine ``(SI, AP)``
+with SI positive towards the feet (inferior) and AP positive towards the back (posterior).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from igikit.core.masks import centroid_mm
+from igikit.errors import InputError
+from igikit.stream.events import StreamEvent
+from igikit.stream.message import Message, wall_clock
+from igikit.stream.operator import FRAME, Operator, OperatorSpec
+from igikit.supervise.audit import AuditLog
+from igikit.supervise.records import DecisionRecord
+from igikit.workflows.mrgrt.gating import Gate, GateDecision, GatingConfig, decision_record
+from igikit.workflows.mrgrt.prediction import make_predictor
+from igikit.workflows.mrgrt.tracking import Tracker, make_tracker
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------- result names
+#: (H, W) uint8 tracked target on this frame.
+TARGET_MASK = "target_mask"
+#: Tracking confidence in [0, 1]; NaN when the frame could not be tracked (e.g. NaN pixels).
+CONFIDENCE = "confidence"
+#: (2,) tracked target centroid, (row, col) mm = (SI, AP) on a sagittal cine.
+CENTROID_MM = "centroid_mm"
+#: False when the frame held NaN / infinite pixels or the tracker failed on it.
+FRAME_VALID = "frame_valid"
+#: Why a frame was not tracked ("" when it was).
+TRACK_NOTE = "track_note"
+#: (2,) centroid predicted for acquisition time + system latency, (row, col) mm.
+PREDICTED_CENTROID_MM = "predicted_centroid_mm"
+#: (H, W) uint8 tracked mask shifted to the predicted position: what the gate judges.
+PREDICTED_MASK = "predicted_mask"
+#: The same at acquisition + latency + frame interval: when the next decision takes over.
+PREDICTED_NEXT_CENTROID_MM = "predicted_next_centroid_mm"
+PREDICTED_NEXT_MASK = "predicted_next_mask"
+#: False while the predictor warms up (the measured position stands in for the prediction).
+PREDICTION_READY = "prediction_ready"
+#: The gating decision: "on" or "hold" (text), and the same as a bool.
+BEAM = "beam"
+BEAM_ON = "beam_on"
+#: Beam state in effect when this frame was acquired (earlier decisions, after the latency).
+BEAM_EFFECTIVE_ON = "beam_effective_on"
+#: When this decision reaches the beam (stream time, s).
+BEAM_EFFECT_TIME_S = "beam_effect_time_s"
+#: Decision reason ("inside", "outside", "resuming", "stale_frame", "low_confidence",
+#: "source_lost", "invalid_input"), whether it was a safety interlock, and its sentence.
+GATE_REASON = "gate_reason"
+SAFETY = "safety"
+EXPLANATION = "explanation"
+#: Share (%) of the predicted target outside the gating boundary, and its farthest excursion (mm).
+OUTSIDE_PCT = "outside_pct"
+OUTSIDE_MM = "outside_mm"
+#: Age of the frame when the gate decided (ms): acquisition-to-decision time inside igikit.
+FRAME_AGE_MS = "frame_age_ms"
+#: Contours for display, pixel (row, col): {"target": [...], "predicted": [...], "boundary": [...]}.
+OVERLAY = "overlay"
+#: The :class:`DecisionRecord` object (not recorded; the audit log holds it) and its audit-log row.
+DECISION = "decision"
+AUDIT_SEQ = "audit_seq"
+
+
+def contours_px(mask: np.ndarray) -> list[list[list[float]]]:
+    """Outlines of ``mask`` as polygons of (row, col) pixel coordinates (for drawing)."""
+    m = np.ascontiguousarray(np.asarray(mask) > 0, dtype=np.uint8)
+    found, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [[[float(p[0][1]), float(p[0][0])] for p in c] for c in found if len(c) >= 2]
+
+
+def shift_mask(mask: np.ndarray, shift_rc_px: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``mask`` translated by ``(rows, cols)`` pixels, sub-pixel (bilinear, then >= 0.5)."""
+    m = np.array([[1, 0, shift_rc_px[1]], [0, 1, shift_rc_px[0]]], dtype=np.float32)
+    h, w = mask.shape
+    soft = cv2.warpAffine(np.asarray(mask, dtype=np.float32), m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    return (soft >= 0.5).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------ track
+class TrackTarget(Operator):
+    """Tracks the target on every frame; the stream's first frame starts the tracker.
+
+    Adds ``target_mask``, ``confidence``, ``centroid_mm``, ``frame_valid`` and ``track_note``. A
+    frame with NaN or infinite pixels is not given to the tracker: it is marked invalid with
+    confidence NaN (the gate then holds); so is a frame on which the tracker raises.
+
+    Parameters
+    ----------
+    first_label
+        (H, W) target on the first frame of the stream.
+    spacing_mm
+        (row, col) pixel spacing, mm.
+    method
+        A tracking method of :func:`igikit.workflows.mrgrt.tracking.make_tracker`.
+    """
+
+    def __init__(
+        self, first_label: np.ndarray, spacing_mm: Sequence[float], method: str = "ensemble", name: str = "track"
+    ) -> None:
+        label = np.asarray(first_label) > 0
+        if label.ndim != 2 or not label.any():
+            raise InputError(f"the first label must be a non-empty 2D mask, got shape {label.shape}")
+        make_tracker(method)  # an unknown method fails here, before any frame flows
+        self.first_label = label.astype(np.uint8)
+        self.spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
+        self.method = method
+        self._tracker: Tracker | None = None
+        self._last_mask = self.first_label
+        super().__init__(name)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        """Reads the frame; adds the tracked target."""
+        spec.input(FRAME)
+        for key in (TARGET_MASK, CONFIDENCE, CENTROID_MM, FRAME_VALID, TRACK_NOTE):
+            spec.output(key)
+
+    def start(self) -> None:
+        """Forget the previous run: the next frame is the first one again."""
+        self._tracker = None
+        self._last_mask = self.first_label
+
+    def _invalid(self, message: Message, note: str) -> Message:
+        return message.with_results(
+            **{
+                TARGET_MASK: self._last_mask,
+                CONFIDENCE: float("nan"),
+                CENTROID_MM: np.full(2, np.nan),
+                FRAME_VALID: False,
+                TRACK_NOTE: note,
+            }
+        )
+
+    def compute(self, message: Message) -> Message:
+        """Track the target on this frame."""
+        frame = message.frame
+        if frame.shape != self.first_label.shape:
+            raise InputError(f"frame {message.frame_id} is {frame.shape}; the first label is {self.first_label.shape}")
+        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            bad = int(np.count_nonzero(~np.isfinite(frame)))
+            return self._invalid(message, f"frame {message.frame_id} has {bad} NaN or infinite pixels")
+        if self._tracker is None:
+            tracker = make_tracker(self.method)
+            tracker.start(np.asarray(frame), self.first_label, self.spacing)
+            self._tracker = tracker
+            mask, confidence = self.first_label, 1.0
+            centroid = centroid_mm(mask, self.spacing)
+        else:
+            try:
+                result = self._tracker.update(np.asarray(frame))
+            except Exception as exc:  # a tracker failure must hold the beam, not end the treatment
+                log.exception("tracking failed on frame %d", message.frame_id)
+                return self._invalid(message, f"tracking failed on frame {message.frame_id}: {exc}")
+            mask, confidence = result.mask.astype(np.uint8), float(result.confidence)
+            centroid = np.asarray(result.centroid_mm, dtype=np.float64)
+        self._last_mask = mask
+        return message.with_results(
+            **{
+                TARGET_MASK: mask,
+                CONFIDENCE: confidence,
+                CENTROID_MM: centroid,
+                FRAME_VALID: bool(np.isfinite(centroid).all()),
+                TRACK_NOTE: "" if np.isfinite(centroid).all() else "the tracker returned an empty mask",
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------- predict
+class PredictTarget(Operator):
+    """Predicts where the target will be when the beam responds, and moves the mask there.
+
+    One online predictor per axis (SI = rows, AP = columns) is fed the tracked centroid at each
+    frame's acquisition time and asked for the position ``horizon_s`` later (the system
+    latency). The tracked mask is translated by the predicted displacement. Frames that are
+    invalid or tracked with confidence below ``min_confidence`` are not fed to the predictors (a
+    wrong measurement would corrupt them; the gate holds on those frames anyway). While a
+    predictor warms up it returns NaN and the measured position stands in
+    (``prediction_ready`` False).
+
+    With ``hold_s`` (the frame interval), a second pair of predictors looks ``horizon_s +
+    hold_s`` ahead: a decision stays in force until the next frame's decision reaches the beam,
+    so the gate can check that the target stays inside for that whole time
+    (``predicted_next_centroid_mm`` / ``predicted_next_mask``).
+
+    Parameters
+    ----------
+    horizon_s
+        Prediction horizon (s): the system latency.
+    spacing_mm
+        (row, col) pixel spacing, mm.
+    method
+        A method of :func:`igikit.workflows.mrgrt.prediction.make_predictor`.
+    min_confidence
+        Measurements below this confidence are not learnt from.
+    hold_s
+        How long a decision stays in force (the frame interval), or None.
+    """
+
+    def __init__(
+        self,
+        horizon_s: float,
+        spacing_mm: Sequence[float],
+        method: str = "online",
+        *,
+        min_confidence: float = 0.5,
+        hold_s: float | None = None,
+        name: str = "predict",
+    ) -> None:
+        make_predictor(method, horizon_s)  # unknown method / bad horizon fail here
+        if hold_s is not None and not hold_s > 0:
+            raise InputError(f"the decision hold time must be > 0 s, got {hold_s}")
+        self.horizon_s = float(horizon_s)
+        self.horizons = (self.horizon_s,) if hold_s is None else (self.horizon_s, self.horizon_s + float(hold_s))
+        self.spacing = np.asarray(spacing_mm, dtype=np.float64)
+        self.method = method
+        self.min_confidence = float(min_confidence)
+        self._predictors: list[list[Any]] = []
+        self._last_t = -np.inf
+        super().__init__(name)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        """Reads the tracked target; adds the predicted centroid and mask (and the next ones)."""
+        for key in (TARGET_MASK, CONFIDENCE, CENTROID_MM, FRAME_VALID):
+            spec.input(key)
+        for key in (PREDICTED_CENTROID_MM, PREDICTED_MASK, PREDICTION_READY, PREDICTED_NEXT_CENTROID_MM,
+                    PREDICTED_NEXT_MASK):
+            spec.output(key)
+
+    def start(self) -> None:
+        """Fresh predictors for a new run (they learn online, from this run only)."""
+        self._predictors = [[make_predictor(self.method, h) for _ in range(2)] for h in self.horizons]
+        self._last_t = -np.inf
+
+    def _moved(self, mask: np.ndarray, measured: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        shift_px = (predicted - measured) / self.spacing
+        moved = shift_mask(mask, shift_px) if np.abs(shift_px).max() >= 0.01 else mask
+        # Shifted off the image: keep the measured mask (the gate sees it outside anyway).
+        return moved if moved.any() else mask
+
+    def compute(self, message: Message) -> Message:
+        """Add the predicted centroid and the predicted mask."""
+        r = message.results
+        measured = np.asarray(r[CENTROID_MM], dtype=np.float64)
+        mask = np.asarray(r[TARGET_MASK])
+        confidence = float(r[CONFIDENCE])
+        usable = bool(r[FRAME_VALID]) and np.isfinite(confidence) and confidence >= self.min_confidence
+        t = float(message.acquisition_time_s)
+        if not usable:
+            return message.with_results(
+                **{
+                    PREDICTED_CENTROID_MM: measured, PREDICTED_MASK: mask, PREDICTION_READY: False,
+                    PREDICTED_NEXT_CENTROID_MM: measured, PREDICTED_NEXT_MASK: mask,
+                }
+            )
+        if t > self._last_t:
+            for pair in self._predictors:
+                for predictor, x in zip(pair, measured, strict=True):
+                    predictor.update(t, float(x))
+            self._last_t = t
+        predictions = [
+            np.array([p.predict(h) for p in pair], dtype=np.float64)
+            for h, pair in zip(self.horizons, self._predictors, strict=True)
+        ]
+        ready = all(bool(np.isfinite(p).all()) for p in predictions)
+        if not ready:
+            predictions = [measured for _ in predictions]
+        moved = [self._moved(mask, measured, p) for p in predictions]
+        return message.with_results(
+            **{
+                PREDICTED_CENTROID_MM: predictions[0],
+                PREDICTED_MASK: moved[0],
+                PREDICTION_READY: ready,
+                PREDICTED_NEXT_CENTROID_MM: predictions[-1],
+                PREDICTED_NEXT_MASK: moved[-1],
+            }
+        )
+
+
+# ------------------------------------------------------------------------------------- gate
+@dataclass(frozen=True)
+class BeamCommand:
+    """One command sent to the (simulated) linac: it takes effect after the system latency.
+
+    Attributes
+    ----------
+    frame_id
+        The newest frame the decision used (-1: none).
+    decided_time_s
+        Stream time (s) at which igikit decided: the frame's acquisition time plus its age.
+    effect_time_s
+        When the beam responds: the frame's acquisition time plus the system latency (or the
+        decision time, when deciding took longer than the stated latency).
+    beam_on
+        The gating decision.
+    safety
+        A safety interlock hold (it also stops a tracking beam).
+    reason
+        The decision's reason.
+    aperture_mm
+        (row, col) mm displacement of the predicted target from its planned position: where a
+        tracking beam (MLC tracking) would aim.
+    expires_s
+        The linac's heartbeat: a command not renewed by this time lapses and the beam holds by
+        itself (its effect time plus the stale-frame deadline), so a stalled igikit can never
+        leave the beam on.
+    """
+
+    frame_id: int
+    decided_time_s: float
+    effect_time_s: float
+    beam_on: bool
+    safety: bool
+    reason: str
+    aperture_mm: tuple[float, float]
+    expires_s: float = float("inf")
+
+    def on_at(self, time_s: float) -> bool:
+        """Whether this command keeps the (gating) beam on at ``time_s``."""
+        return self.beam_on and self.effect_time_s <= time_s < self.expires_s
+
+
+class GateBeam(Operator):
+    """Gating decisions from the predicted target, safety interlocks, and a simulated beam.
+
+    For every frame: the beam may be on while the predicted target lies inside the gating
+    boundary (:class:`igikit.workflows.mrgrt.gating.Gate`, with hysteresis); it holds on a stale
+    frame, low tracking confidence or an invalid (NaN) frame. The ``source_lost`` stream event
+    (no frame within the source timeout) reaches :meth:`handle_event`, which holds the beam at
+    once, from the engine's watchdog thread, without waiting for a frame; and a watchdog of its
+    own holds the beam when no frame has been decided for longer than the stale-frame deadline
+    while the beam is on (a stalled worker: its frames are dropped, none gets old in the graph). Every decision becomes
+    a :class:`~igikit.supervise.records.DecisionRecord`; frame decisions travel in
+    ``results["decision"]``, event decisions go to the callbacks in :attr:`listeners`.
+
+    The beam obeys a decision ``latency_s`` after the frame was acquired (the system latency),
+    never before igikit made it; :attr:`commands` holds every command with its effect time so
+    the delivered beam can be replayed afterwards (:meth:`beam_state_at`).
+
+    Parameters
+    ----------
+    first_label
+        (H, W) planned target on the first frame; the gating boundary is it plus the margin.
+    spacing_mm
+        (row, col) pixel spacing, mm.
+    config
+        Margin, threshold, hysteresis, minimum confidence and stale-frame deadline.
+    latency_s
+        System latency (acquisition to beam response), s.
+    hold_until_predicted
+        Hold (reason ``prediction_warmup``, not a safety hold) while the predictor warms up:
+        without latency compensation the beam would lag the target by the system latency.
+    session_id, workflow
+        Stored in every decision record.
+    """
+
+    def __init__(
+        self,
+        first_label: np.ndarray,
+        spacing_mm: Sequence[float],
+        config: GatingConfig,
+        *,
+        latency_s: float,
+        hold_until_predicted: bool = True,
+        session_id: str = "",
+        workflow: str = "mrgrt",
+        name: str = "gate",
+    ) -> None:
+        if not latency_s >= 0:
+            raise InputError(f"system latency must be >= 0 s, got {latency_s}")
+        self.first_label = (np.asarray(first_label) > 0).astype(np.uint8)
+        self.spacing = tuple(float(s) for s in spacing_mm)
+        self.config = config
+        self.latency_s = float(latency_s)
+        self.hold_until_predicted = hold_until_predicted
+        self.session_id, self.workflow = session_id, workflow
+        self.gate = Gate(self.first_label, self.spacing, config)
+        self.planned_centroid_mm = centroid_mm(self.first_label, self.spacing)
+        self.boundary_contours = contours_px(self.gate.boundary)
+        #: Called with every decision made outside the frame path (source lost), from any thread.
+        self.listeners: list[Callable[[DecisionRecord], object]] = []
+        #: Every beam command of the run, in the order decided.
+        self.commands: list[BeamCommand] = []
+        #: Decision records made by :meth:`handle_event` (not attached to a frame).
+        self.event_decisions: list[DecisionRecord] = []
+        self._lock = threading.Lock()
+        self._last: Message | None = None
+        self._source_lost = False
+        self._done = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        super().__init__(name)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        """Reads the predicted target; adds the decision and the beam state."""
+        for key in (
+            PREDICTED_MASK, PREDICTED_NEXT_MASK, PREDICTED_CENTROID_MM, PREDICTION_READY, CONFIDENCE, FRAME_VALID,
+            TRACK_NOTE, TARGET_MASK,
+        ):
+            spec.input(key)
+        for key in (
+            BEAM, BEAM_ON, BEAM_EFFECTIVE_ON, BEAM_EFFECT_TIME_S, GATE_REASON, SAFETY, EXPLANATION,
+            OUTSIDE_PCT, OUTSIDE_MM, FRAME_AGE_MS, OVERLAY, DECISION,
+        ):
+            spec.output(key)
+
+    def start(self) -> None:
+        """A new run starts with the beam held and no commands."""
+        with self._lock:
+            self.gate.beam_on = False
+            self.commands = []
+            self.event_decisions = []
+            self._last = None
+            self._source_lost = False
+        self._done.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="igikit-gate-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def stop(self) -> None:
+        """Stop the decision watchdog."""
+        self._done.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+            self._watchdog = None
+
+    # ------------------------------------------------------------------ the beam
+    def beam_state_at(self, time_s: float) -> BeamCommand | None:
+        """The newest command in effect at stream time ``time_s`` (None: before the first one took
+        effect); the beam is on when :meth:`BeamCommand.on_at` says so."""
+        current = None
+        for command in self.commands:
+            if command.effect_time_s <= time_s and (current is None or command.effect_time_s >= current.effect_time_s):
+                current = command
+        return current
+
+    def _record(
+        self, d: GateDecision, *, frame_id: int, frame_time_s: float | None, extra: dict[str, float]
+    ) -> DecisionRecord:
+        record = decision_record(
+            d, frame_id=max(frame_id, 0), frame_time_s=frame_time_s if frame_time_s is not None else 0.0,
+            session_id=self.session_id, workflow=self.workflow,
+        )
+        data = {**record.data, **{k: round(v, 3) for k, v in extra.items() if np.isfinite(v)}}
+        ids = record.input_frame_ids if frame_id >= 0 else ()
+        return dataclasses.replace(record, data=data, input_frame_ids=ids, frame_time_s=frame_time_s)
+
+    # ------------------------------------------------------------------ frames
+    def compute(self, message: Message) -> Message:
+        """Decide beam on / hold for this frame."""
+        r = message.results
+        t = float(message.acquisition_time_s)
+        predicted = np.asarray(r[PREDICTED_CENTROID_MM], dtype=np.float64)
+        with self._lock:
+            age_s = wall_clock() - message.available_wall_s
+            effective = self.beam_state_at(t)
+            judged = None
+            if r[FRAME_VALID]:
+                # The decision stays in force until the next one reaches the beam: judge the
+                # predicted target at the start and at the end of that time, the worse of the two.
+                now, then = np.asarray(r[PREDICTED_MASK]), np.asarray(r[PREDICTED_NEXT_MASK])
+                judged = then if self.gate.geometry(then)[0] > self.gate.geometry(now)[0] else now
+            d = self.gate.decide(
+                judged,
+                confidence=float(r[CONFIDENCE]),
+                frame_age_ms=age_s * 1e3,
+            )
+            if not r[FRAME_VALID] and r[TRACK_NOTE]:
+                d = dataclasses.replace(d, explanation=f"{d.explanation}: {r[TRACK_NOTE]}")
+            if d.beam_on and self.hold_until_predicted and not r[PREDICTION_READY]:
+                self.gate.beam_on = False
+                where = d.explanation.removeprefix("beam on: ")
+                d = dataclasses.replace(
+                    d, beam_on=False, reason="prediction_warmup",
+                    explanation=f"beam hold: motion prediction warming up, latency not yet compensated; {where}",
+                )
+            aperture = predicted - self.planned_centroid_mm
+            if not np.isfinite(aperture).all():
+                aperture = np.asarray(self.commands[-1].aperture_mm) if self.commands else np.zeros(2)
+            effect = t + max(self.latency_s, age_s)
+            command = BeamCommand(
+                message.frame_id, t + age_s, effect, d.beam_on, d.safety, d.reason,
+                (float(aperture[0]), float(aperture[1])), effect + self.config.stale_after_ms / 1e3,
+            )
+            self.commands.append(command)
+            self._last = message
+            self._source_lost = False
+            record = self._record(
+                d, frame_id=message.frame_id, frame_time_s=t,
+                extra={
+                    "frame_age_ms": age_s * 1e3,
+                    "effect_time_s": effect,
+                    "predicted_si_mm": float(predicted[0]),
+                    "predicted_ap_mm": float(predicted[1]),
+                },
+            )
+        overlay = {
+            "target": contours_px(r[TARGET_MASK]),
+            "predicted": contours_px(r[PREDICTED_MASK]) if r[FRAME_VALID] else [],
+            "boundary": self.boundary_contours,
+        }
+        return message.with_results(
+            **{
+                BEAM: d.value,
+                BEAM_ON: d.beam_on,
+                BEAM_EFFECTIVE_ON: bool(effective is not None and effective.on_at(t)),
+                BEAM_EFFECT_TIME_S: effect,
+                GATE_REASON: d.reason,
+                SAFETY: d.safety,
+                EXPLANATION: d.explanation,
+                OUTSIDE_PCT: float(d.outside_pct),
+                OUTSIDE_MM: float(d.outside_mm),
+                FRAME_AGE_MS: age_s * 1e3,
+                OVERLAY: overlay,
+                DECISION: record,
+            }
+        )
+
+    # ------------------------------------------------------------------ stream events
+    def handle_event(self, event: StreamEvent) -> None:
+        """Hold the beam when the engine reports ``source_lost`` (runs on the watchdog thread).
+
+        The hold is decided the moment the event arrives; in stream time that is the last
+        frame's acquisition time plus the wall time elapsed since it became available. Other
+        events are left to the frame path (a stale frame is caught there by its age).
+        """
+        if event.kind != "source_lost":
+            return
+        with self._lock:
+            if self._source_lost:
+                return
+            self._source_lost = True
+            record = self._hold_without_frame(event.wall_time_s, source_ok=False, detail=event.detail)
+        for listener in self.listeners:
+            listener(record)
+
+    def _watch(self) -> None:
+        deadline_s = self.config.stale_after_ms / 1e3
+        while not self._done.wait(min(0.05, max(0.005, deadline_s / 4))):
+            with self._lock:
+                last = self._last
+                if last is None or not self.gate.beam_on:
+                    continue
+                now = wall_clock()
+                if now - last.available_wall_s <= deadline_s:
+                    continue
+                record = self._hold_without_frame(
+                    now, source_ok=True, detail=f"no frame decided since frame {last.frame_id}"
+                )
+            for listener in self.listeners:
+                listener(record)
+
+    def _hold_without_frame(self, wall_s: float, *, source_ok: bool, detail: str) -> DecisionRecord:
+        """A safety hold decided between frames (caller holds the lock)."""
+        last = self._last
+        since = 0.0 if last is None else wall_s - last.available_wall_s
+        decided = (0.0 if last is None else float(last.acquisition_time_s)) + since
+        confidence = float(last.results[CONFIDENCE]) if last is not None else float("nan")
+        mask = None if last is None else np.asarray(last.results[PREDICTED_MASK])
+        d = self.gate.decide(mask, confidence=confidence, frame_age_ms=since * 1e3, source_ok=source_ok)
+        d = dataclasses.replace(d, explanation=f"{d.explanation}: {detail}")
+        aperture = self.commands[-1].aperture_mm if self.commands else (0.0, 0.0)
+        # No frame: the hold goes straight to the linac; the stated latency is kept as its bound.
+        effect = decided + self.latency_s
+        frame_id = -1 if last is None else last.frame_id
+        self.commands.append(BeamCommand(frame_id, decided, effect, False, True, d.reason, aperture))
+        record = self._record(
+            d, frame_id=frame_id, frame_time_s=None if last is None else float(last.acquisition_time_s),
+            extra={"silence_ms": since * 1e3, "effect_time_s": effect},
+        )
+        self.event_decisions.append(record)
+        return record
+
+
+# ------------------------------------------------------------------------------------ audit
+class AuditWriter(Operator):
+    """Appends every gating decision to the hash-chained audit log; adds its row number.
+
+    Frame decisions arrive in ``results["decision"]``; decisions made outside the frame path
+    (a lost source) are passed to :meth:`append`, which is thread-safe.
+
+    Parameters
+    ----------
+    audit
+        An open :class:`~igikit.supervise.audit.AuditLog`.
+    """
+
+    def __init__(self, audit: AuditLog, name: str = "audit") -> None:
+        self.audit = audit
+        #: (seq, record) of every decision appended in this run, in order.
+        self.appended: list[tuple[int, DecisionRecord]] = []
+        self._lock = threading.Lock()
+        super().__init__(name)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        """Reads the decision; adds its audit-log row number."""
+        spec.input(DECISION)
+        spec.output(AUDIT_SEQ)
+
+    def start(self) -> None:
+        """Forget the previous run's list (the log itself keeps everything)."""
+        with self._lock:
+            self.appended = []
+
+    def append(self, record: DecisionRecord) -> int:
+        """Append ``record``; returns its row number (seq)."""
+        with self._lock:
+            seq = self.audit.append(record)
+            self.appended.append((seq, record))
+        return seq
+
+    def compute(self, message: Message) -> Message:
+        """Log this frame's decision."""
+        return message.with_results(**{AUDIT_SEQ: self.append(message.results[DECISION])})

@@ -1,0 +1,479 @@
+"""The gating report: one self-contained HTML file (plots embedded as PNG) and a JSON summary.
+
+Plots: the target trajectory (SI and AP against time: measured, predicted, reference) with the
+beam-on time shaded; the target DVH of the three strategies; tracking confidence with holds
+marked; a montage of frames with the target contour, the gating boundary and the predicted
+target. Tables: the delivery metrics, the decisions by reason with an example explanation each,
+per-stage latency, and the audit-log check.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igikit.io.atomic import atomic_path
+from igikit.supervise.audit import AuditLog
+from igikit.workflows.mrgrt.delivery import STRATEGIES, DeliveryOutcome, decisions_by_reason
+from igikit.workflows.mrgrt.operators import contours_px
+from igikit.workflows.mrgrt.workflow import GatingRun
+
+#: Colours shared by every plot (colour-blind safe, Okabe-Ito).
+COLOURS = {
+    "measured": "#0072B2",
+    "predicted": "#D55E00",
+    "reference": "#000000",
+    "beam": "#009E73",
+    "hold": "#CC79A7",
+    "boundary": "#F0E442",
+    "plan": "#999999",
+    "no motion management": "#E69F00",
+    "gating": "#009E73",
+    "tracking": "#56B4E9",
+}
+
+#: Data sources to cite when a report is made on the shared real data.
+CITATIONS = {
+    "magdeburg_liver": "Cine-MRI: OvGU Magdeburg open data (3 T Siemens Skyra, sagittal liver navigator), "
+    "via the public repository pohl-michel/2D-MR-image-prediction (BSD-3).",
+}
+
+
+def summary(run: GatingRun, outcome: DeliveryOutcome) -> dict[str, Any]:
+    """Everything the report states, as plain JSON values (the ``--json`` output)."""
+    records = [rec for _, rec in run.decisions]
+    reasons = [str(rec.data.get("reason", rec.value)) for rec in records]
+    with AuditLog(run.audit_path, create=False) as audit:
+        check = audit.verify(expected_head=run.audit_head or None)
+    return {
+        "case": run.case.case_id,
+        "session_id": run.session_id,
+        "frames_replayed": run.n_frames,
+        "frame_rate_hz": run.case.frame_rate_hz,
+        "realtime": run.realtime,
+        "settings": run.settings.as_dict(),
+        "metrics": outcome.metrics(),
+        "decisions": {
+            "total": len(records),
+            "beam_on": sum(1 for r in records if r.value == "on"),
+            "hold": sum(1 for r in records if r.value == "hold"),
+            "safety": sum(1 for r in records if r.safety),
+            "by_reason": decisions_by_reason(reasons),
+        },
+        "audit_log": {
+            "path": str(run.audit_path),
+            "rows": check.n_rows,
+            "verified": check.ok,
+            "head_hash": check.head_hash,
+        },
+        "session_file": None if run.session_path is None else str(run.session_path),
+        "latency": {
+            "end_to_end_ms": _stats(run.latency.end_to_end),
+            "per_operator_ms": {k: _stats(v) for k, v in run.latency.per_operator.items()},
+            "frames_received": run.latency.frames_received,
+            "frames_processed": run.latency.frames_processed,
+            "frames_dropped": run.latency.frames_dropped,
+            "deadline_ms": run.latency.deadline_ms,
+            "deadline_misses": run.latency.deadline_misses,
+            "source_lost_events": run.latency.source_lost_events,
+        },
+    }
+
+
+def _stats(s: Any) -> dict[str, float | None]:
+    def v(x: float) -> float | None:
+        return round(float(x), 3) if np.isfinite(x) else None
+
+    return {"median": v(s.median_ms), "p95": v(s.p95_ms), "p99": v(s.p99_ms), "max": v(s.max_ms)}
+
+
+# ------------------------------------------------------------------------------------ plots
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _spans(times: np.ndarray, flags: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) of each run of True in ``flags`` sampled at ``times``."""
+    f = np.asarray(flags, dtype=bool)
+    if not f.any():
+        return []
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    edges = np.diff(np.concatenate([[0], f.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(float(times[s]), float(times[e]) + step) for s, e in zip(starts, ends, strict=True)]
+
+
+def _column(frames: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    return np.asarray([f[key] for f in frames])
+
+
+def trajectory_figure(run: GatingRun, outcome: DeliveryOutcome) -> bytes:
+    """SI and AP displacement against time: measured, predicted (at t + latency), reference; beam-on shaded."""
+    import matplotlib.pyplot as plt
+
+    frames = run.frames
+    t = _column(frames, "acquisition_time_s")
+    planned = _planned_centroid(run)
+    measured = _column(frames, "centroid_mm") - planned
+    predicted = _column(frames, "predicted_centroid_mm") - planned
+    ready = _column(frames, "prediction_ready").astype(bool)
+    ref = outcome.grid_centroid_mm - planned
+    fig, axes = plt.subplots(2, 1, figsize=(11, 5.6), sharex=True)
+    ref_label = "truth" if outcome.reference_kind == "truth" else "reference (tracked)"
+    for a, (ax, name) in enumerate(zip(axes, ("SI (mm, + inferior)", "AP (mm, + posterior)"), strict=True)):
+        for s, e in _spans(outcome.grid_time_s, outcome.grid_beam_on):
+            ax.axvspan(s, e, color=COLOURS["beam"], alpha=0.18, lw=0)
+        for s, e in _spans(outcome.grid_time_s, outcome.grid_outside):
+            ax.axvspan(s, e, ymin=0.0, ymax=0.04, color=COLOURS["hold"], alpha=0.9, lw=0)
+        if outcome.reference_kind == "truth":
+            ax.plot(outcome.grid_time_s, ref[:, a], color=COLOURS["reference"], lw=1.2, label=ref_label)
+        ax.plot(t, measured[:, a], ".-", color=COLOURS["measured"], lw=0.8, ms=3, label="tracked (at acquisition)")
+        ax.plot(
+            t[ready] + run.settings.latency_s, predicted[ready, a], "-", color=COLOURS["predicted"], lw=1.1,
+            label=f"predicted (for acquisition + {run.settings.latency_ms:g} ms)",
+        )
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("time (s)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    from matplotlib.patches import Patch
+
+    handles += [Patch(color=COLOURS["beam"], alpha=0.3), Patch(color=COLOURS["hold"])]
+    labels += ["beam on (gating, as delivered)", "reference target outside the window"]
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8.5, frameon=False)
+    fig.subplots_adjust(top=0.86, hspace=0.08)
+    return _png(fig)
+
+
+def _planned_centroid(run: GatingRun) -> np.ndarray:
+    from igikit.core.masks import centroid_mm
+
+    return centroid_mm(run.first_label, run.spacing_mm)
+
+
+def dvh_figure(outcome: DeliveryOutcome) -> bytes:
+    """Cumulative target DVH: plan and the three strategies."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.4, 3.7))
+    for name in ("plan", *STRATEGIES):
+        levels, fraction = outcome.dvh[name]
+        s = outcome.dose[name]
+        style = "--" if name == "plan" else "-"
+        ax.plot(levels, 100 * fraction, style, color=COLOURS[name], lw=1.6, label=f"{name} (D98 {s.d98:.2f})")
+    ax.axvline(1.0, color="k", lw=0.6, alpha=0.5)
+    ax.set_xlabel("dose / prescription")
+    ax.set_ylabel("target volume (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8.5, loc="lower left")
+    return _png(fig)
+
+
+def confidence_figure(run: GatingRun) -> bytes:
+    """Tracking confidence per frame, the minimum confidence, and the hold decisions marked."""
+    import matplotlib.pyplot as plt
+
+    frames = run.frames
+    t = _column(frames, "acquisition_time_s")
+    conf = _column(frames, "confidence").astype(float)
+    on = _column(frames, "beam_on").astype(bool)
+    safety = _column(frames, "safety").astype(bool)
+    fig, ax = plt.subplots(figsize=(11, 2.8))
+    ax.plot(t, np.nan_to_num(conf, nan=0.0), "-", color=COLOURS["measured"], lw=1, label="tracking confidence")
+    ax.axhline(run.settings.min_confidence, color="k", ls=":", lw=1, label=f"minimum {run.settings.min_confidence:g}")
+    geo = ~on & ~safety
+    ax.plot(t[geo], np.full(geo.sum(), 1.04), "|", color=COLOURS["hold"], ms=7, label="hold: target outside")
+    ax.plot(t[safety], np.full(safety.sum(), 1.1), "x", color="#D55E00", ms=6, label="hold: safety interlock")
+    last_t = float(t[-1]) if t.size else 0.0
+    for _, rec in run.decisions:
+        if rec.safety and rec.data.get("reason") == "source_lost":
+            when = float(rec.frame_time_s or last_t) + float(rec.data.get("silence_ms", 0.0)) / 1e3
+            ax.axvline(when, color="#D55E00", lw=1.2, ls="--", label="source lost")
+    ax.set_ylim(-0.02, 1.16)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("confidence")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, 1.2), frameon=False)
+    return _png(fig)
+
+
+def montage_frames(run: GatingRun, n: int = 8) -> list[int]:
+    """Row indices of ``run.frames`` to show: spread over the run, with some holds among them."""
+    total = len(run.frames)
+    if total == 0:
+        return []
+    picks = set(np.linspace(0, total - 1, min(n, total)).round().astype(int).tolist())
+    holds = [i for i, f in enumerate(run.frames) if not f["beam_on"]]
+    safety = [i for i, f in enumerate(run.frames) if f["safety"] and i > 0]
+    for group in (safety[:1], holds[len(holds) // 2 : len(holds) // 2 + 1]):
+        for i in group:
+            if len(picks) < n + 2:
+                picks.add(i)
+    return sorted(picks)[: n + 2]
+
+
+def montage_figure(run: GatingRun, rows: Sequence[int] | None = None) -> bytes:
+    """Frames with the tracked target, the predicted target, the gating boundary (and the truth)."""
+    import matplotlib.pyplot as plt
+
+    rows = montage_frames(run) if rows is None else list(rows)
+    case = run.case
+    from igikit.workflows.mrgrt.gating import Gate
+
+    boundary = Gate(run.first_label, run.spacing_mm, run.settings.gating_config()).boundary
+    br = np.flatnonzero(boundary.any(axis=1))
+    bc = np.flatnonzero(boundary.any(axis=0))
+    pad_r = int(np.ceil(25.0 / run.spacing_mm[0]))
+    pad_c = int(np.ceil(25.0 / run.spacing_mm[1]))
+    h, w = boundary.shape
+    r0, r1 = max(0, br[0] - pad_r), min(h, br[-1] + pad_r + 1)
+    c0, c1 = max(0, bc[0] - pad_c), min(w, bc[-1] + pad_c + 1)
+    ncols = min(5, max(1, len(rows)))
+    nrows = int(np.ceil(len(rows) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.9 * nrows), squeeze=False)
+    extent = (c0 - 0.5, c1 - 0.5, r1 - 0.5, r0 - 0.5)
+
+    def draw(ax: Any, mask: np.ndarray, colour: str, style: str = "-", lw: float = 1.3) -> None:
+        for poly in contours_px(mask):
+            p = np.asarray(poly + poly[:1])
+            ax.plot(p[:, 1], p[:, 0], style, color=colour, lw=lw)
+
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), rows, strict=False):
+        f = run.frames[i]
+        k = int(f["frame_id"])
+        image = case.frames[:, :, k].astype(np.float32)
+        finite = image[np.isfinite(image)]
+        lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
+        ax.imshow(np.nan_to_num(image[r0:r1, c0:c1], nan=hi), cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        draw(ax, boundary, COLOURS["boundary"], "-", 1.2)
+        if case.labels is not None and k < case.labels.shape[2]:
+            draw(ax, case.labels[:, :, k], "white", ":", 1.0)
+        if f["frame_valid"]:
+            draw(ax, f["target_mask"], "#00C853", "-", 1.4)
+            draw(ax, f["predicted_mask"], COLOURS["predicted"], "--", 1.4)
+            pc = np.asarray(f["predicted_centroid_mm"]) / np.asarray(run.spacing_mm)
+            ax.plot(pc[1], pc[0], "+", color=COLOURS["predicted"], ms=8, mew=1.5)
+        state = "ON" if f["beam_on"] else "HOLD"
+        colour = "#007A5E" if f["beam_on"] else "#B3005E"
+        ax.set_title(f"frame {k}, {f['acquisition_time_s']:.1f} s\nbeam {state}: {f['gate_reason']}", fontsize=8.5,
+                     color=colour)
+    from matplotlib.lines import Line2D
+
+    legend = [
+        Line2D([], [], color=COLOURS["boundary"], lw=1.2, label="gating boundary"),
+        Line2D([], [], color="#00C853", lw=1.4, label="tracked target"),
+        Line2D([], [], color=COLOURS["predicted"], ls="--", lw=1.4, label="predicted target (+ centre)"),
+    ]
+    if case.labels is not None:
+        legend.append(Line2D([], [], color="0.4", ls=":", lw=1.0, label="true target"))
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8.5, frameon=False)
+    fig.subplots_adjust(bottom=0.1 if nrows > 1 else 0.16, wspace=0.05, hspace=0.3)
+    return _png(fig)
+
+
+def render_figures(run: GatingRun, outcome: DeliveryOutcome) -> dict[str, bytes]:
+    """Every plot of the report, as PNG bytes by name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return {
+        "trajectory": trajectory_figure(run, outcome),
+        "dvh": dvh_figure(outcome),
+        "confidence": confidence_figure(run),
+        "montage": montage_figure(run),
+    }
+
+
+# ------------------------------------------------------------------------------------- html
+_CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2em auto; max-width: 1180px;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; }
+h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note { background: #fff6e0; border-left: 4px solid #E69F00; padding: 0.5em 0.8em; }
+.ok { color: #007A5E; font-weight: 600; } .bad { color: #B3005E; font-weight: 600; }
+.meta { color: #666; font-size: 0.9em; } img { max-width: 100%; }
+.row { display: flex; gap: 1.5em; flex-wrap: wrap; align-items: flex-start; }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _fmt(v: Any, digits: int = 2, unit: str = "") -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for j, cell in enumerate(row):
+            cls = ' class="num"' if j in numeric else ""
+            cells.append(f"<td{cls}>{cell if isinstance(cell, _Raw) else html.escape(str(cell))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+class _Raw(str):
+    """Table cell text that is already HTML."""
+
+
+def render_html(
+    run: GatingRun, outcome: DeliveryOutcome, facts: Mapping[str, Any], figures: Mapping[str, bytes]
+) -> str:
+    """The report as one HTML document (``facts`` from :func:`summary`)."""
+    s = run.settings
+    m = facts["metrics"]
+    esc = html.escape
+    ref_note = (
+        "Reference: the <b>true</b> target of the phantom (its every-frame labels)."
+        if outcome.reference_kind == "truth"
+        else "<b>This case has no true target.</b> The tracked target positions serve as the reference: "
+        "“outside the window” and the dose are judged against what the tracker saw, so tracking errors "
+        "are not counted against the gating."
+    )
+    bo = m["beam_off_latency"]
+    dose = m["dose"]
+    metric_rows = [
+        ("Duty cycle (gating)", _fmt(m["duty_cycle_pct"], 1, " %"), "beam-on time / treatment window"),
+        ("Beam-on time with the target outside the window", _fmt(m["beam_on_outside_pct"], 1, " %"),
+         f"more than {s.threshold_pct:g} % of the {outcome.reference_kind} target outside the boundary"),
+        ("Beam-off latency after the target leaves (median / p95 / max)",
+         f"{_fmt(bo['median_ms'], 0)} / {_fmt(bo['p95_ms'], 0)} / {_fmt(bo['max_ms'], 0)} ms",
+         f"{bo['exits']} exits: {bo['stopped']} stopped, {bo['already_held']} already held, {bo['missed']} "
+         f"returned before the beam stopped; includes the {s.latency_ms:g} ms system latency"),
+        ("Prediction RMSE at acquisition + latency",
+         f"{_fmt(m['prediction_rmse_mm']['predicted'], 2)} mm (no prediction "
+         f"{_fmt(m['prediction_rmse_mm']['no prediction'], 2)} mm)",
+         f"{s.predictor} predictor, 2D, against the {outcome.reference_kind} position"),
+    ]
+    if outcome.reference_kind == "truth":
+        metric_rows.append(("Tracking centroid error (mean)", _fmt(m["tracking_error_mm"], 2, " mm"),
+                            f"{s.tracking_method} tracker vs truth, frames after the first"))
+    metric_table = _table(("metric", "value", "how"), metric_rows, numeric=(1,))
+    dose_rows = [
+        (name, _fmt(dose[name]["d98"], 3), _fmt(dose[name]["d2"], 3), _fmt(dose[name]["mean"], 3))
+        for name in ("plan", *STRATEGIES)
+    ]
+    dose_table = _table(("strategy", "D98 / prescription", "D2 / prescription", "mean"), dose_rows, numeric=(1, 2, 3))
+
+    dec = facts["decisions"]
+    examples: dict[str, tuple[str, bool]] = {}
+    for _, rec in run.decisions:
+        reason = str(rec.data.get("reason", rec.value))
+        examples.setdefault(reason, (rec.explanation, rec.safety))
+    dec_rows = [
+        (reason, count, "yes" if examples.get(reason, ("", False))[1] else "no", examples.get(reason, ("", False))[0])
+        for reason, count in dec["by_reason"].items()
+    ]
+    dec_table = _table(("reason", "decisions", "safety", "example explanation"), dec_rows, numeric=(1,))
+    audit = facts["audit_log"]
+    audit_line = (
+        f'<span class="{"ok" if audit["verified"] else "bad"}">'
+        f'{"verified" if audit["verified"] else "FAILED verification"}</span>: {audit["rows"]} rows, '
+        f'one per decision ({dec["total"]} decisions: {dec["beam_on"]} beam on, {dec["hold"]} hold, '
+        f'{dec["safety"]} safety); head hash <code>{esc(audit["head_hash"][:16])}…</code>'
+    )
+    lat = run.latency
+    lat_rows = [
+        (name, st.n, _fmt(st.median_ms, 2), _fmt(st.p99_ms, 2), _fmt(st.max_ms, 2))
+        for name, st in [*lat.per_operator.items(), ("end-to-end", lat.end_to_end)]
+    ]
+    lat_table = _table(("stage", "frames", "median ms", "p99 ms", "max ms"), lat_rows, numeric=(1, 2, 3, 4))
+    settings_rows = [
+        ("gating margin", f"{s.margin_mm:g} mm"),
+        ("outside threshold / hysteresis", f"{s.threshold_pct:g} % / {min(s.hysteresis_pct, s.threshold_pct):g} %"),
+        ("system latency (prediction horizon, beam response)", f"{s.latency_ms:g} ms"),
+        ("tracking / prediction", f"{s.tracking_method} / {s.predictor}"),
+        ("minimum confidence", f"{s.min_confidence:g}"),
+        ("stale-frame deadline / source timeout", f"{s.max_frame_age_ms:g} ms / {s.source_timeout_s * 1e3:g} ms"),
+        ("patient profile", s.profile),
+    ]
+    citation = CITATIONS.get(run.case.case_id, "")
+    files = [f"audit log <code>{esc(str(run.audit_path.name))}</code>"]
+    if run.session_path is not None:
+        files.insert(0, f"session file <code>{esc(run.session_path.name)}</code>")
+    mode = "at its native frame rate" if run.realtime else "as fast as possible"
+    rate = f"{run.case.frame_rate_hz:.2f} Hz" if run.case.frame_rate_hz else "unknown rate"
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    grid = outcome.grid_time_s
+    grid_ms = 1e3 * float(grid[1] - grid[0]) if grid.size > 1 else 0.0
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>igikit gating report: {esc(run.case.case_id)}</title>
+<style>{_CSS}</style></head><body>
+<h1>MR-linac gating report: {esc(run.case.case_id)}</h1>
+<p class="meta">{run.n_frames} frames ({rate}) replayed {mode} through tracking, prediction and gating;
+session {esc(run.session_id)}, {stamp}. Files beside this report: {", ".join(files)}.
+{esc(citation)}</p>
+<p class="note">{ref_note}</p>
+<h2>Delivery</h2>
+{metric_table}
+<p class="meta">Window {outcome.window_s[0]:.2f}–{outcome.window_s[1]:.2f} s (from the first command reaching
+the beam to the last frame), replayed on a {grid_ms:.0f} ms grid.</p>
+<div class="row"><div style="max-width: 520px">{dose_table}
+<p class="meta">2D dose model in the cine plane: plan = target + {s.margin_mm:g} mm with a 4 mm Gaussian
+penumbra, D98 = 1; delivered dose averaged over beam-on time. No motion management: beam always on,
+aperture fixed. Gating: the beam follows the gating decisions. Tracking: the aperture follows the
+predicted target (each aim after the system latency); it stops only for safety holds.</p></div>
+<div>{_img(figures["dvh"], "DVH")}</div></div>
+<h2>Target trajectory and beam</h2>
+{_img(figures["trajectory"], "trajectory")}
+<h2>Tracking confidence and holds</h2>
+{_img(figures["confidence"], "confidence")}
+<h2>Decisions</h2>
+<p>{audit_line}</p>
+{dec_table}
+<h2>Frames</h2>
+{_img(figures["montage"], "frame montage")}
+<h2>Settings and real-time performance</h2>
+<div class="row"><div>{_table(("setting", "value"), settings_rows)}</div>
+<div>{lat_table}<p class="meta">{esc(lat.summary_line())}</p></div></div>
+</body></html>
+"""
+
+
+def write_report(
+    path: str | Path, run: GatingRun, outcome: DeliveryOutcome, facts: Mapping[str, Any] | None = None
+) -> Path:
+    """Write the HTML report (atomically); returns its path."""
+    path = Path(path)
+    facts = summary(run, outcome) if facts is None else facts
+    page = render_html(run, outcome, facts, render_figures(run, outcome))
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
+
+
+def write_json(path: str | Path, facts: Mapping[str, Any]) -> Path:
+    """Write the summary as JSON (atomically)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(facts, indent=2) + "\n")
+    return path
