@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.workflows.mrgrt.track_command",
     "igikit.workflows.mrgrt.commands",
     "igikit.sim.commands",
+    "igikit.workflows.fus.commands",
 )
 
 EXIT_OK = 0

@@ -1,6 +1,8 @@
 """Digital phantoms that produce image streams with known ground truth, for tests, demos and benchmarks.
 
 ``igikit.sim.cine``: cine-MRI tracking cases built from real anatomy and real breathing traces.
+``igikit.sim.heating``: Pennes bioheat simulation of focused-ultrasound heating.
+``igikit.sim.thermometry``: complex MR thermometry frames of a known temperature series.
 
 Public names are loaded on first use (PEP 562) so that ``igikit`` commands that do not simulate
 anything start without importing SciPy's signal and statistics modules.
@@ -20,6 +22,12 @@ _EXPORTS = {
     "make_phantom_set": "igikit.sim.phantom_set",
     "sample_specs": "igikit.sim.phantom_set",
     "spec_for_profile": "igikit.sim.phantom_set",
+    "PennesSolver": "igikit.sim.heating",
+    "TissueMaps": "igikit.sim.heating",
+    "gaussian_heat_source": "igikit.sim.heating",
+    "SyntheticThermometry": "igikit.sim.thermometry",
+    "load_complex_background": "igikit.sim.thermometry",
+    "synthesize_frames": "igikit.sim.thermometry",
 }
 
 __all__ = sorted(_EXPORTS)
