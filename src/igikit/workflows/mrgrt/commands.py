@@ -39,6 +39,8 @@ __all__ = ["DEMO_CASE", "DEMO_TARGET", "register", "run_demo", "run_gate", "run_
 DEMO_CASE = Path("cine") / "magdeburg_liver"
 #: The demo target: a liver vessel on frame 0, centre (row, col) in pixels and radius in mm.
 DEMO_TARGET = (90.0, 78.0, 6.0)
+#: Seconds of cine tracked before the beam to find end-exhale, the gating reference.
+DEMO_SETUP_S = 12.0
 #: Tracking methods of :mod:`igikit.workflows.mrgrt.tracking` (kept light: no OpenCV import here).
 TRACKING_METHODS = ("ensemble", "registration", "template", "copy")
 
@@ -189,6 +191,10 @@ def _register_demo(sub: Any) -> None:
         ),
     )
     _add_gating_options(d, with_threshold=False)
+    d.add_argument(
+        "--reference", choices=("exhale", "first"), default="exhale",
+        help="gating reference: end-exhale found in a 12 s setup phase before the beam (default), or frame 0",
+    )
     d.set_defaults(func=run_demo)
 
 
@@ -391,6 +397,21 @@ def run_demo(args: argparse.Namespace) -> int:
     case = read_case(case_dir)
     row, col, radius = DEMO_TARGET
     label = disc_label(case.frames.shape[:2], (row, col), radius, spacing_rc(case))
+    if args.reference == "exhale":
+        from dataclasses import replace
+
+        from igikit.workflows.mrgrt.reference import exhale_reference
+
+        setup_frames = round(DEMO_SETUP_S * (case.frame_rate_hz or 1.0))
+        ref = exhale_reference(case.frames, label, spacing_rc(case), setup_frames=setup_frames)
+        print(
+            f"setup phase: {setup_frames} frames ({DEMO_SETUP_S:g} s) tracked before the beam; end-exhale at "
+            f"frame {ref.frame} becomes the gating reference (SI range in setup "
+            f"{np.nanmax(ref.si_mm) - np.nanmin(ref.si_mm):.1f} mm)",
+            flush=True,
+        )
+        case = replace(case, frames=case.frames[:, :, ref.frame :], first_label=None, labels=None)
+        label = ref.label
     out_dir = args.out_dir if args.out_dir is not None else _default_out_dir("demo")
     n = case.n_frames if args.max_frames is None else min(args.max_frames, case.n_frames)
     mode = "as fast as possible" if args.fast else f"at its native {case.frame_rate_hz:.2f} Hz"
