@@ -33,6 +33,7 @@ typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
 
 test: $(VENV)/.installed-test lint typecheck
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.installed

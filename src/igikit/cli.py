@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.io.igtl_commands",
     "igikit.stream.commands",
     "igikit.supervise.commands",
+    "igikit.console.commands",
     "igikit.workflows.mrgrt.track_command",
     "igikit.workflows.mrgrt.commands",
     "igikit.sim.commands",

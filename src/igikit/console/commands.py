@@ -1,0 +1,190 @@
+"""``igikit users`` (add, list, remove console users) and ``igikit console`` (serve the console)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import getpass
+import sys
+from pathlib import Path
+
+from igikit.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``users`` and ``console``."""
+    users = sub.add_parser("users", help="add, list or remove the console's users (operator, physicist, observer)")
+    actions = users.add_subparsers(dest="users_command", metavar="ACTION", parser_class=type(users))
+    actions.required = True
+
+    add = actions.add_parser(
+        "add",
+        help="add a user",
+        description="Add a console user. Roles: operator (acts: acknowledges alerts, approves or vetoes, pauses, "
+        "resumes), physicist (also changes the autonomy level), observer (views only). The password is read from "
+        "the terminal (twice), or from standard input with --password-stdin; it is stored as an argon2id hash.",
+    )
+    add.add_argument("name", help="user name (letters, digits, ._@-)")
+    add.add_argument("--role", required=True, choices=("operator", "physicist", "observer"))
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    _users_option(add)
+    add.set_defaults(func=_cmd_add)
+
+    lst = actions.add_parser("list", help="list users and roles")
+    _users_option(lst)
+    lst.set_defaults(func=_cmd_list)
+
+    rm = actions.add_parser("remove", help="remove a user (their console session ends at their next request)")
+    rm.add_argument("name")
+    _users_option(rm)
+    rm.set_defaults(func=_cmd_remove)
+
+    c = sub.add_parser(
+        "console",
+        help="serve the supervisor's web console for a recorded session or a live case replay",
+        description="Serve the web console (http://127.0.0.1:8000 by default) for a recorded session file "
+        "(--session) or a live replay of a cine case through the stream engine (--case). Users log in with the "
+        "accounts of `igikit users`; every action goes to the audit log (--audit).",
+    )
+    what = c.add_mutually_exclusive_group(required=True)
+    what.add_argument("--session", metavar="SESSION.h5", type=Path, help="replay this recorded session file")
+    what.add_argument("--case", metavar="CASE_DIR", type=Path, help="live replay of a cine case (folder or .mha)")
+    c.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    c.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    _users_option(c)
+    c.add_argument("--audit", metavar="AUDIT.db", type=Path, help="audit log (default: a new file in out/)")
+    c.add_argument("--autonomy", type=int, choices=(0, 1, 2, 3), default=2, help="starting autonomy level (2)")
+    c.add_argument("--veto-window-s", type=float, default=3.0, help="veto window at level 2 (s, default 3)")
+    c.add_argument("--loop", action="store_true", help="replay the session file again and again")
+    c.add_argument("--rate-hz", type=float, help="replay rate (default: the recorded rhythm)")
+    c.set_defaults(func=_cmd_console)
+
+
+def _users_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--users", metavar="USERS.db", type=Path, help="users file (default: $IGIKIT_HOME/users.db, ~/.igikit)"
+    )
+
+
+def _store(path: Path | None, *, create: bool):  # type: ignore[no-untyped-def]
+    from igikit.console.users import UserStore, default_users_path
+
+    return UserStore(path or default_users_path(), create=create)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        text = sys.stdin.readline()
+        if not text:
+            raise InputError("--password-stdin: no password on standard input")
+        return text.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise InputError("no terminal to ask for the password; pipe it in with --password-stdin")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise InputError("the two passwords differ")
+    return first
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    store = _store(args.users, create=True)
+    try:
+        user = store.add(args.name, args.role, password)
+    finally:
+        store.close()
+    print(f"added {user.name} ({user.role}) to {store.path}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args.users, create=False)
+    try:
+        users = store.list()
+    finally:
+        store.close()
+    if not users:
+        print(f"no users in {store.path}")
+    for user in users:
+        created = _dt.datetime.fromtimestamp(user.created_wall_s).strftime("%Y-%m-%d %H:%M")
+        print(f"{user.name:<24} {user.role:<10} added {created}")
+    return 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    store = _store(args.users, create=False)
+    try:
+        store.remove(args.name)
+    finally:
+        store.close()
+    print(f"removed {args.name} from {store.path}")
+    return 0
+
+
+def _cmd_console(args: argparse.Namespace) -> int:
+    from igikit.console.app import create_app
+    from igikit.console.feed import LiveFeed, ReplayFeed
+    from igikit.console.server import ConsoleServer, is_loopback
+    from igikit.console.users import SECRET_FILE, load_secret
+    from igikit.supervise.audit import AuditLog
+    from igikit.supervise.autonomy import AutonomyPolicy
+    from igikit.supervise.session import SupervisedSession
+
+    if args.rate_hz is not None and not args.rate_hz > 0:
+        raise InputError(f"--rate-hz must be positive, got {args.rate_hz}")
+    # inputs first: a bad one must leave no users file, secret or audit log behind
+    recording = case = None
+    if args.session is not None:
+        from igikit.stream.recorder import read_session
+
+        recording = read_session(args.session)
+        if recording.n_frames == 0:
+            raise InputError("session file holds no complete frame", args.session)
+    else:
+        from igikit.stream.commands import load_cine
+
+        if not args.case.exists():
+            raise InputError("case not found", args.case)
+        case = load_cine(args.case, rate_hz=args.rate_hz)
+        if case.frame_rate_hz is None:
+            raise InputError(f"{case.case_id}: frame rate unknown; give --rate-hz")
+    store = _store(args.users, create=True)
+    if not store.list():
+        hint = "add one with: igikit users add NAME --role operator"
+        print(f"warning: no users in {store.path}; {hint}", file=sys.stderr)
+    secret = load_secret(store.path.parent / SECRET_FILE)
+    audit_path = args.audit
+    if audit_path is None:
+        Path("out").mkdir(exist_ok=True)
+        audit_path = Path("out") / f"console_audit_{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.db"
+    audit = AuditLog(audit_path)
+    source_name = (args.session or args.case).name
+    session = SupervisedSession(
+        audit,
+        workflow="console",
+        session_id=source_name,
+        level=args.autonomy,
+        policy=AutonomyPolicy(veto_window_s=args.veto_window_s),
+        safe_values={"beam": "hold"},
+    )
+    feed: ReplayFeed | LiveFeed
+    if recording is not None:
+        feed = ReplayFeed(recording, session, loop=args.loop, rate_hz=args.rate_hz)
+    else:
+        from igikit.stream.source import ReplaySource
+
+        assert case is not None
+        feed = LiveFeed(ReplaySource(case), session)
+    app = create_app(session, store, secret=secret, title=feed.describe(), on_shutdown=feed.stop)
+    server = ConsoleServer(app, host=args.host, port=args.port)
+    if not is_loopback(args.host):
+        print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
+    print(f"igikit console: {server.url}  ({feed.describe()}; audit log {audit_path}); Ctrl-C to stop", flush=True)
+    feed.start()
+    try:
+        server.run()
+    finally:
+        feed.stop()
+        audit.close()
+        store.close()
+    return 0

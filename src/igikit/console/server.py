@@ -1,0 +1,83 @@
+"""Run the console with uvicorn, in the foreground (``igikit console``) or in a thread (tests, demos)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from igikit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (for tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class ConsoleServer:
+    """uvicorn serving ``app`` on ``host:port``; :meth:`start` runs it in a thread.
+
+    Parameters
+    ----------
+    app
+        The ASGI app (:func:`igikit.console.app.create_app`).
+    host, port
+        Where to listen (loopback by default).
+    """
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+        import uvicorn
+        from uvicorn.config import WS_PROTOCOLS
+
+        if not 0 < port < 65536:
+            raise InputError(f"port must be in 1..65535, got {port}")
+        # the sans-I/O websockets protocol where this uvicorn has it (the legacy one is deprecated)
+        ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", ws=ws, lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.host, self.port = host, port
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The console's address."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def run(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C)."""
+        self.server.run()
+
+    def start(self, timeout_s: float = 20.0) -> ConsoleServer:
+        """Serve in a background thread; returns when the server accepts connections."""
+        self._thread = threading.Thread(target=self.server.run, name="igikit-console-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"console server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop serving and wait for the thread."""
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
