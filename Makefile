@@ -19,6 +19,9 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet -e '.[test]'
+	# scikit-surgery, only to cross-check pivot calibration: its own dependencies would replace
+	# OpenCV 5 and NumPy (see the crosscheck extra), and the pivot module needs neither.
+	$(PIP) install --quiet --no-deps scikit-surgerycalibration scikit-surgerycore
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

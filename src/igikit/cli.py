@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.workflows.mrgrt.commands",
     "igikit.sim.commands",
     "igikit.workflows.fus.commands",
+    "igikit.workflows.surgery.commands",
 )
 
 EXIT_OK = 0
