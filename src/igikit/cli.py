@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.sim.commands",
     "igikit.workflows.fus.commands",
     "igikit.workflows.surgery.commands",
+    "igikit.workflows.theranostics.commands",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,273 @@
+"""``igikit dose``, ``igikit bed`` and ``igikit plan y90``: theranostics dosimetry and planning.
+
+Public contracts (DESIGN.md, issue 9). Heavy imports (SciPy, SimpleITK, the nuclide packages) stay
+inside the run functions so that ``igikit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from igikit.errors import InputError
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    from igikit.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _finite_float(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{what} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise InputError(f"{what} must be finite, got {text!r}")
+    return value
+
+
+def parse_timed_path(text: str) -> tuple[Path, float | None]:
+    """``"scan.nii.gz@24"`` -> (path, 24.0); ``"scan.nii.gz"`` -> (path, None)."""
+    if "@" in text:
+        head, _, tail = text.rpartition("@")
+        try:
+            hours = float(tail)
+        except ValueError:
+            return Path(text), None  # an '@' that is part of the file name
+        if not math.isfinite(hours) or hours < 0:
+            raise InputError(f"time after administration must be non-negative hours, got {tail!r}", head)
+        return Path(head), hours
+    return Path(text), None
+
+
+def register(sub: Any) -> None:
+    """Add ``dose``, ``bed`` and ``plan`` to the ``igikit`` command line."""
+    d = sub.add_parser(
+        "dose",
+        help="absorbed dose (Gy) from activity images (Bq/mL): local deposition or kernel convolution",
+        description="Absorbed dose from quantitative SPECT/PET activity images (Bq/mL). One image without "
+        "a time: permanent implant (physical decay only). Several: IMAGE@HOURS after administration each.",
+    )
+    d.add_argument("images", nargs="+", metavar="IMAGE[@HOURS]", help="activity image(s), Bq/mL")
+    d.add_argument("--nuclide", required=True, help="Y-90, Ho-166, Lu-177, I-131, ...")
+    d.add_argument("--out", required=True, type=Path, metavar="DOSE.nii.gz", help="absorbed dose map (Gy)")
+    d.add_argument("--method", choices=("kernel", "local"), default="kernel")
+    d.add_argument("--density", default=None, metavar="VALUE|CT_IMAGE",
+                   help="density in g/mL, or a CT image (HU) converted to density (default 1.04, soft tissue)")
+    d.add_argument("--voi", type=Path, default=None, metavar="LABELS", help="label image on the activity grid")
+    d.add_argument("--resolution-mm", type=float, default=None, metavar="FWHM",
+                   help="system resolution: correct VOI activities for partial volume")
+    d.add_argument("--json", type=Path, default=None, metavar="OUT", help="per-VOI statistics as JSON")
+    d.set_defaults(func=_run_dose)
+
+    b = sub.add_parser("bed", help="linear-quadratic BED of radionuclide therapy cycles")
+    b.add_argument("--dose-gy", required=True, metavar="D[,D,...]", help="absorbed dose per cycle (Gy)")
+    b.add_argument("--alpha-beta-gy", type=float, required=True)
+    b.add_argument("--repair-h", type=float, required=True, help="repair half-time (h)")
+    b.add_argument("--effective-h", type=float, required=True, help="effective half-time of the dose rate (h)")
+    b.add_argument("--json", type=Path, default=None, metavar="OUT")
+    b.set_defaults(func=_run_bed)
+
+    p = sub.add_parser("plan", help="treatment planning (plan y90: partition model)")
+    psub = p.add_subparsers(dest="plan_kind", metavar="KIND")
+    psub.required = True
+    y = psub.add_parser("y90", help="Y-90 radioembolisation activity by the partition model")
+    y.add_argument("--normal-liver-gy", type=float, required=True)
+    y.add_argument("--tumour-kg", type=float, required=True)
+    y.add_argument("--normal-liver-kg", type=float, required=True)
+    y.add_argument("--tn", type=float, required=True, help="tumour-to-normal-liver uptake ratio")
+    y.add_argument("--lsf", type=float, required=True, help="lung shunt fraction (0-1)")
+    y.add_argument("--lung-kg", type=float, default=None, help="lung mass (default 1.0 kg)")
+    y.add_argument("--profile", default="adult", help="patient profile for the limits (default adult)")
+    y.add_argument("--json", type=Path, default=None, metavar="OUT")
+    y.set_defaults(func=_run_plan_y90)
+
+
+def _density(text: str | None, reference: Any) -> Any:
+    from igikit.workflows.theranostics.dose import SOFT_TISSUE_G_ML
+
+    if text is None:
+        return SOFT_TISSUE_G_ML
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is not None:
+        if not math.isfinite(value) or value <= 0:
+            raise InputError(f"--density must be a positive number of g/mL, got {text!r}")
+        return value
+    import numpy as np
+    import SimpleITK as sitk
+
+    from igikit.io.image import read_image
+
+    ct = read_image(text)
+    if ct.is_series or ct.dim != 3:
+        raise InputError("is not a 3D CT image", text)
+    if ct.units and ct.units.upper() != "HU":
+        raise InputError(f"holds {ct.units!r}; a density image must be a CT in HU", text)
+    img = ct.to_sitk()
+    if not reference.same_grid(ct):
+        img = sitk.Resample(sitk.Cast(img, sitk.sitkFloat32), reference.to_sitk(), sitk.Transform(),
+                            sitk.sitkLinear, -1000.0)
+    return hu_to_density(np.asarray(sitk.GetArrayFromImage(img), dtype=np.float64))
+
+
+def hu_to_density(hu: Any) -> Any:
+    """CT number (HU) to mass density (g/mL): a two-segment linear calibration (approximate).
+
+    Air (-1000 HU) 0.001, water (0 HU) 1.0, cortical bone (+1000 HU) about 1.6 g/mL; in the spirit of
+    Schneider, Bortfeld & Schlegel, Phys Med Biol 45 (2000) 459, without scanner-specific fitting.
+    """
+    import numpy as np
+
+    h = np.asarray(hu, dtype=np.float64)
+    rho = np.where(h <= 0, 1.0 + h * (0.999 / 1000.0), 1.0 + h * (0.6 / 1000.0))
+    return np.clip(rho, 0.001, 3.0)
+
+
+def _run_dose(args: argparse.Namespace) -> int:
+    from igikit.io.image import read_image, write_image
+    from igikit.workflows.theranostics.nuclides import nuclide
+    from igikit.workflows.theranostics.pipeline import compute_dose
+
+    nuc = nuclide(args.nuclide)  # unknown nuclides fail before any image is read
+    timed = [parse_timed_path(t) for t in args.images]
+    if len(timed) > 1:
+        missing = [str(p) for p, h in timed if h is None]
+        if missing:
+            raise InputError("several images need a time each: write IMAGE@HOURS (hours after administration)",
+                             missing[0])
+    images = []
+    for path, _ in timed:
+        im = read_image(path, series=False)
+        images.append(im)
+    from igikit.workflows.theranostics.pipeline import activity_concentration_bq_ml
+
+    for (path, _), im in zip(timed, images, strict=True):
+        try:
+            activity_concentration_bq_ml(im, "image")
+        except InputError as exc:
+            raise InputError(exc.problem, path) from None
+    labels = read_image(args.voi, series=False) if args.voi is not None else None
+    density = _density(args.density, images[0])
+    try:
+        result = compute_dose(
+            images,
+            [h for _, h in timed],
+            nuc.name,
+            method=args.method,
+            density_g_ml=density,
+            labels=labels,
+            resolution_mm=args.resolution_mm,
+        )
+    except InputError as exc:
+        where = args.voi if labels is not None and "VOI" in exc.problem else None
+        if where is not None:
+            raise InputError(exc.problem, where) from None
+        raise
+    dose = result.dose
+    payload = {
+        "nuclide": nuc.name,
+        "method": args.method,
+        "half_life_h": nuc.half_life_h,
+        "times_h": [h for _, h in timed],
+        "dose_max_gy": float(dose.array.max()),
+        "notes": list(result.notes),
+        "vois": {str(k): v.to_dict() for k, v in result.vois.items()},
+    }
+    write_image(dose, args.out)
+    if args.json is not None:
+        _write_json(args.json, payload)
+    print(f"dose ({args.method}, {nuc.name}): max {payload['dose_max_gy']:.4g} Gy -> {args.out}")
+    for k, v in result.vois.items():
+        print(f"  VOI {k}: {v.volume_ml:.1f} mL, TIA {v.tia_mbq_h:.4g} MBq h, mean {v.mean_gy:.4g} Gy, "
+              f"D98 {v.d98_gy:.4g} Gy" + (f", fit {v.fit.model}" if v.fit else ""))
+    return 0
+
+
+def _run_bed(args: argparse.Namespace) -> int:
+    from igikit.workflows.theranostics.planning import bed_lq
+
+    doses = [_finite_float(t.strip(), "--dose-gy") for t in args.dose_gy.split(",") if t.strip()]
+    if not doses:
+        raise InputError("--dose-gy needs at least one dose")
+    bed = bed_lq(doses, alpha_beta_gy=args.alpha_beta_gy, repair_half_time_h=args.repair_h,
+                 effective_half_time_h=args.effective_h)
+    payload = {
+        "bed_gy": bed,
+        "dose_gy": doses,
+        "total_dose_gy": float(sum(doses)),
+        "alpha_beta_gy": args.alpha_beta_gy,
+        "repair_half_time_h": args.repair_h,
+        "effective_half_time_h": args.effective_h,
+        "model": "linear-quadratic, mono-exponential dose rate and repair (Dale 1985)",
+    }
+    if args.json is not None:
+        _write_json(args.json, payload)
+    print(f"BED {bed:.3f} Gy from {len(doses)} cycle(s), total dose {sum(doses):.3f} Gy")
+    return 0
+
+
+def _run_plan_y90(args: argparse.Namespace) -> int:
+    from igikit.core.profile import load_profile
+    from igikit.supervise.records import DecisionRecord
+    from igikit.workflows.theranostics.planning import partition_model_y90
+
+    profile = load_profile(args.profile)
+    limit = profile.number("dosimetry_limits.lung_gy_per_treatment")
+    lung_kg = args.lung_kg if args.lung_kg is not None else 1.0
+    plan = partition_model_y90(
+        normal_liver_gy=args.normal_liver_gy,
+        tumour_kg=args.tumour_kg,
+        normal_liver_kg=args.normal_liver_kg,
+        tn_ratio=args.tn,
+        lung_shunt_fraction=args.lsf,
+        lung_kg=lung_kg,
+        lung_limit_gy=limit,
+    )
+    warnings = []
+    try:
+        lsf_max = profile.number("dosimetry_limits.lung_shunt_fraction_max")
+        if args.lsf > lsf_max:
+            warnings.append(f"lung shunt fraction {args.lsf:.2f} above {lsf_max:.2f} (profile {profile.name})")
+    except InputError:
+        pass
+    explanation = plan.explanation() + f"; profile {profile.name}"
+    record = DecisionRecord(
+        decision="plan_activity",
+        value=f"{plan.activity_gbq:.2f} GBq",
+        explanation=explanation,
+        confidence=1.0,
+        component="theranostics.plan_y90",
+        component_version="1",
+        workflow="theranostics",
+        proposal=True,
+        data={"activity_gbq": plan.activity_gbq, "lung_gy": plan.lung_gy, "limits_ok": plan.limits_ok},
+    )
+    payload = {
+        "activity_gbq": plan.activity_gbq,
+        "liver_activity_gbq": plan.liver_activity_gbq,
+        "tumour_gy": plan.tumour_gy,
+        "normal_liver_gy": plan.normal_liver_gy,
+        "lung_gy": plan.lung_gy,
+        "lung_limit_gy": plan.lung_limit_gy,
+        "limits_ok": plan.limits_ok,
+        "warnings": warnings,
+        "explanation": explanation,
+        "profile": profile.name,
+        "model": "partition model (Ho et al. 1996), 49.67 Gy kg/GBq",
+        "decision": record.to_dict(),
+    }
+    if args.json is not None:
+        _write_json(args.json, payload)
+    print(explanation)
+    for w in warnings:
+        print(f"warning: {w}")
+    return 0
