@@ -38,6 +38,17 @@ _EXPORTS = {
     "temperature_change_to_phase": "igikit.workflows.fus.thermometry",
     "temperature_uncertainty": "igikit.workflows.fus.thermometry",
     "unwrap_in_time": "igikit.workflows.fus.thermometry",
+    "load_plan": "igikit.workflows.fus.plan",
+    "SonicationPlan": "igikit.workflows.fus.plan",
+    "ThermalModel": "igikit.workflows.fus.control",
+    "identify_thermal_model": "igikit.workflows.fus.control",
+    "PIDController": "igikit.workflows.fus.control",
+    "ModelPredictiveController": "igikit.workflows.fus.control",
+    "SafetySupervisor": "igikit.workflows.fus.control",
+    "SafetyLimits": "igikit.workflows.fus.control",
+    "OrganLimit": "igikit.workflows.fus.control",
+    "run_sonication": "igikit.workflows.fus.loop",
+    "sonication_metrics": "igikit.workflows.fus.loop",
 }
 
 __all__ = sorted(_EXPORTS)

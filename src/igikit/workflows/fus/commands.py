@@ -1,4 +1,5 @@
-"""``igikit thermometry``: PRF temperature, thermal dose and lesion maps from complex MR frames."""
+"""``igikit thermometry`` (PRF temperature, thermal dose and lesion maps from complex MR frames) and
+``igikit fus run`` (closed-loop sonication control on the simulator)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from igikit.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``igikit thermometry`` to the ``igikit`` parser."""
+    """Add ``igikit thermometry`` and ``igikit fus run`` to the ``igikit`` parser."""
+    _register_fus(sub)
     p = sub.add_parser(
         "thermometry",
         help="PRF-shift temperature, CEM43 and lesion maps from complex MR frames",
@@ -117,4 +119,103 @@ def _run(args: argparse.Namespace) -> int:
         f"({result.lesion.sum() * voxel_mm3 / 1000:.2f} mL), {1000 * elapsed / n:.2f} ms per frame"
     )
     print(f"written {target}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- igikit fus run
+def _register_fus(sub: argparse._SubParsersAction) -> None:
+    fus = sub.add_parser(
+        "fus",
+        help="MR-guided focused ultrasound: closed-loop sonication control",
+        description="MR-guided focused ultrasound workflows.",
+    )
+    fus_sub = fus.add_subparsers(dest="fus_command", metavar="SUBCOMMAND", parser_class=type(fus))
+    fus_sub.required = True
+    p = fus_sub.add_parser(
+        "run",
+        help="run a sonication plan on the simulator under closed-loop control and the safety supervisor",
+        description=(
+            "Read a sonication plan (YAML: target, organs at risk with temperature limits, maximum power, goal), "
+            "run the closed loop on the simulator (Pennes bioheat -> complex MR frames -> PRF thermometry -> "
+            "controller -> power), with a test sonication first to identify the thermal model, and the safety "
+            "supervisor stopping the power on an organ-at-risk breach, over-temperature, late frame or trust drop. "
+            "Writes an HTML report, the metrics (JSON) and the audit log of every decision."
+        ),
+    )
+    p.add_argument("plan", type=Path, metavar="PLAN.yaml", help="the sonication plan")
+    p.add_argument("--controller", choices=("pid", "mpc"), default="mpc", help="power controller (default mpc)")
+    p.add_argument(
+        "--out", type=Path, default=None, metavar="DIR", help="write DIR/report.html, DIR/metrics.json, DIR/audit.db"
+    )
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the metrics to this JSON file")
+    p.set_defaults(func=_run_fus)
+
+
+def _run_fus(args: argparse.Namespace) -> int:
+    import json
+
+    from igikit.io.atomic import atomic_path
+    from igikit.workflows.fus.loop import run_sonication, sonication_metrics
+    from igikit.workflows.fus.plan import load_plan
+
+    plan = load_plan(args.plan)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError("--out must be a folder", args.out)
+    json_parent = args.json.parent if args.json is not None else Path(".")
+    if (
+        args.json is not None
+        and not json_parent.is_dir()
+        and json_parent.resolve() != (args.out or Path(".")).resolve()
+    ):
+        raise InputError("folder of --json does not exist", json_parent)
+    audit = None
+    if args.out is not None:
+        from igikit.supervise.audit import AuditLog
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        audit = AuditLog(args.out / "audit.db")
+    try:
+        run = run_sonication(plan, controller=args.controller, audit=audit, session_id=f"fus-{plan.name}")
+    finally:
+        if audit is not None:
+            audit.close()
+    metrics = sonication_metrics(run)
+    text = json.dumps(metrics, indent=2, ensure_ascii=False)
+    written = []
+    if args.out is not None:
+        from igikit.workflows.fus.report import write_report
+
+        written.append(write_report(run, metrics, args.out / "report.html"))
+        with atomic_path(args.out / "metrics.json") as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        written += [args.out / "metrics.json", args.out / "audit.db"]
+    if args.json is not None:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
+        written.append(args.json)
+
+    def fmt(key: str, unit: str) -> str:
+        value = metrics.get(key)
+        return "n/a" if value is None else f"{value:g} {unit}"
+
+    print(f"{plan.name}: {args.controller.upper()}, {metrics['frames']} frames ({metrics['duration_s']:g} s)")
+    if run.model is not None:
+        print(
+            f"identified model: gain {run.model.gain_c_per_w:.2f} °C/W, time constant {run.model.time_constant_s:.1f} s"
+        )
+    print(
+        f"set point {plan.goal.setpoint_c:g} °C: overshoot {fmt('overshoot_c', '°C')}, steady-state error "
+        f"{fmt('steady_state_error_c', '°C')}, time to target {fmt('time_to_target_s', 's')}"
+    )
+    if plan.goal.type == "ablation":
+        print(f"lesion DSC vs target {fmt('lesion_dsc', '')}, lesion {fmt('lesion_area_mm2', 'mm²')}")
+    else:
+        share = 100 * metrics["hyperthermia_fraction"]
+        print(f"target in the window: {share:.1f} % over {fmt('hyperthermia_hold_s', 's')}")
+    if metrics["organs_at_risk"]:
+        state = "respected" if metrics["oar_limits_respected"] else "EXCEEDED"
+        print(f"organs at risk: max {fmt('max_oar_temperature_c', '°C')}, limits {state}")
+    print(f"outcome: {run.stop_reason}")
+    for path in written:
+        print(f"written {path}")
     return 0
