@@ -1,5 +1,7 @@
 # igikit: two commands do all setup on a fresh machine (Python 3.11, pip, gcc).
-#   make demo   - create .venv, install, replay a real cine-MRI series through the stream engine
+#   make demo   - create .venv, install, gate a real cine-MRI series live under supervision: the web
+#                 console on http://127.0.0.1:8000 with a demo login printed, until Ctrl-C
+#                 (make demo ARGS=--no-console: headless, ends with the report path)
 #   make test   - create .venv, install with test extras, run ruff, mypy and the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -14,6 +16,8 @@ $(VENV)/bin/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	# Open3D (surface registration) loads libusb-1.0 at import
+	dpkg -s libusb-1.0-0 >/dev/null 2>&1 || (apt-get update && apt-get install -y libusb-1.0-0)
 	$(PIP) install --quiet -e .
 	touch $@
 

@@ -41,22 +41,42 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser(
         "console",
-        help="serve the supervisor's web console for a recorded session or a live case replay",
-        description="Serve the web console (http://127.0.0.1:8000 by default) for a recorded session file "
-        "(--session) or a live replay of a cine case through the stream engine (--case). Users log in with the "
-        "accounts of `igikit users`; every action goes to the audit log (--audit).",
+        help="serve the supervisor's web console for a live gating run on a cine case, or a recorded session",
+        description="Serve the web console (http://127.0.0.1:8000 by default). With --case, the MR-linac gating "
+        "workflow (tracking, prediction, gating) runs live on a TrackRAD cine case under the console's "
+        "supervision: its decisions, alerts and beam are the real workflow's; audit log, session file and "
+        "report go to --out-dir. With --session, a recorded session file is replayed: the decisions a workflow "
+        "recorded (igikit gate, igikit demo) are supervised again; a plain motion recording without decisions "
+        "gets a clearly labelled stand-in gate. Users log in with the accounts of `igikit users`; every action "
+        "goes to the audit log.",
     )
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--session", metavar="SESSION.h5", type=Path, help="replay this recorded session file")
-    what.add_argument("--case", metavar="CASE_DIR", type=Path, help="live replay of a cine case (folder or .mha)")
-    c.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    what.add_argument(
+        "--case", metavar="CASE_DIR", type=Path, help="run the gating workflow live on this TrackRAD case folder"
+    )
+    c.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     c.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     _users_option(c)
-    c.add_argument("--audit", metavar="AUDIT.db", type=Path, help="audit log (default: a new file in out/)")
-    c.add_argument("--autonomy", type=int, choices=(0, 1, 2, 3), default=2, help="starting autonomy level (2)")
+    c.add_argument("--audit", metavar="AUDIT.db", type=Path, help="--session: audit log (default: a new file in out/)")
+    c.add_argument(
+        "--autonomy", type=int, choices=(0, 1, 2, 3),
+        help="starting autonomy level (default 3 for --case, 2 for --session)",
+    )
     c.add_argument("--veto-window-s", type=float, default=3.0, help="veto window at level 2 (s, default 3)")
-    c.add_argument("--loop", action="store_true", help="replay the session file again and again")
-    c.add_argument("--rate-hz", type=float, help="replay rate (default: the recorded rhythm)")
+    c.add_argument("--loop", action="store_true", help="--session: replay the session file again and again")
+    c.add_argument("--rate-hz", type=float, help="--session: replay rate (default: the recorded rhythm)")
+    c.add_argument(
+        "--target", metavar="ROW,COL,RADIUS_MM", help="--case: target disc on frame 0, for a case without a first label"
+    )
+    c.add_argument(
+        "--out-dir", type=Path, metavar="DIR", help="--case: output folder (default out/console-<case>-<timestamp>)"
+    )
+    c.add_argument("--fast", action="store_true", help="--case: as fast as possible instead of the native frame rate")
+    c.add_argument("--max-frames", type=int, metavar="N", help="--case: replay only the first N frames")
+    c.add_argument("--latency-ms", type=float, default=300.0, help="--case: system latency (ms, default 300)")
+    c.add_argument("--margin-mm", type=float, help="--case: gating margin (default: profile, 3)")
+    c.add_argument("--profile", default="adult", help="--case: patient profile (default adult)")
     c.set_defaults(func=_cmd_console)
 
 
@@ -121,10 +141,39 @@ def _cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_case(args: argparse.Namespace) -> int:
+    """``igikit console --case``: the real gating workflow, live, under the console's supervision."""
+    # the console layer computes nothing clinical: the workflow does, the console serves its session
+    from igikit.workflows.mrgrt import commands as mrgrt
+    from igikit.workflows.mrgrt.workflow import GatingSettings, SupervisionSettings
+
+    for option in ("audit", "loop", "rate_hz"):
+        if getattr(args, option) not in (None, False):
+            raise InputError(f"--{option.replace('_', '-')} is for --session; --case writes into --out-dir")
+    if args.max_frames is not None and args.max_frames < 2:
+        raise InputError(f"--max-frames must be at least 2, got {args.max_frames}")
+    if not 0 <= args.port < 65536:
+        raise InputError(f"--port must be in 0..65535, got {args.port}")
+    settings = GatingSettings.from_profile(args.profile, latency_ms=args.latency_ms, margin_mm=args.margin_mm)
+    supervision = SupervisionSettings(
+        level=3 if args.autonomy is None else args.autonomy, veto_window_s=args.veto_window_s, headless=False
+    )
+    if not args.case.is_dir():
+        raise InputError("not a TrackRAD case folder (images/, targets/, frame-rate.json)", args.case)
+    case, label = mrgrt.load_gating_case(args.case, args.target)
+    out_dir = args.out_dir or Path("out") / f"console-{case.case_id}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return mrgrt.serve_gating(
+        case, label, settings, supervision, out_dir=out_dir, fast=args.fast, max_frames=args.max_frames,
+        port=args.port, host=args.host, users_path=args.users,
+    )
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
+    if args.case is not None:
+        return _cmd_case(args)
     from igikit.console.app import create_app
-    from igikit.console.feed import LiveFeed, ReplayFeed
-    from igikit.console.server import ConsoleServer, is_loopback
+    from igikit.console.feed import ReplayFeed
+    from igikit.console.server import ConsoleServer, choose_port, is_loopback
     from igikit.console.users import SECRET_FILE, load_secret
     from igikit.supervise.audit import AuditLog
     from igikit.supervise.autonomy import AutonomyPolicy
@@ -132,22 +181,15 @@ def _cmd_console(args: argparse.Namespace) -> int:
 
     if args.rate_hz is not None and not args.rate_hz > 0:
         raise InputError(f"--rate-hz must be positive, got {args.rate_hz}")
+    for option in ("target", "out_dir", "fast", "max_frames", "margin_mm"):
+        if getattr(args, option) not in (None, False):
+            raise InputError(f"--{option.replace('_', '-')} is for --case")
     # inputs first: a bad one must leave no users file, secret or audit log behind
-    recording = case = None
-    if args.session is not None:
-        from igikit.stream.recorder import read_session
+    from igikit.stream.recorder import read_session
 
-        recording = read_session(args.session)
-        if recording.n_frames == 0:
-            raise InputError("session file holds no complete frame", args.session)
-    else:
-        from igikit.stream.commands import load_cine
-
-        if not args.case.exists():
-            raise InputError("case not found", args.case)
-        case = load_cine(args.case, rate_hz=args.rate_hz)
-        if case.frame_rate_hz is None:
-            raise InputError(f"{case.case_id}: frame rate unknown; give --rate-hz")
+    recording = read_session(args.session)
+    if recording.n_frames == 0:
+        raise InputError("session file holds no complete frame", args.session)
     store = _store(args.users, create=True)
     if not store.list():
         hint = "add one with: igikit users add NAME --role operator"
@@ -158,25 +200,20 @@ def _cmd_console(args: argparse.Namespace) -> int:
         Path("out").mkdir(exist_ok=True)
         audit_path = Path("out") / f"console_audit_{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.db"
     audit = AuditLog(audit_path)
-    source_name = (args.session or args.case).name
     session = SupervisedSession(
         audit,
-        workflow="console",
-        session_id=source_name,
-        level=args.autonomy,
+        workflow=str(recording.attrs.get("workflow") or "console"),
+        session_id=args.session.name,
+        level=2 if args.autonomy is None else args.autonomy,
         policy=AutonomyPolicy(veto_window_s=args.veto_window_s),
         safe_values={"beam": "hold"},
     )
-    feed: ReplayFeed | LiveFeed
-    if recording is not None:
-        feed = ReplayFeed(recording, session, loop=args.loop, rate_hz=args.rate_hz)
-    else:
-        from igikit.stream.source import ReplaySource
-
-        assert case is not None
-        feed = LiveFeed(ReplaySource(case), session)
+    feed = ReplayFeed(recording, session, loop=args.loop, rate_hz=args.rate_hz)
     app = create_app(session, store, secret=secret, title=feed.describe(), on_shutdown=feed.stop)
-    server = ConsoleServer(app, host=args.host, port=args.port)
+    port, why = choose_port(args.host, args.port)
+    server = ConsoleServer(app, host=args.host, port=port)
+    if why:
+        print(why, flush=True)
     if not is_loopback(args.host):
         print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
     print(f"igikit console: {server.url}  ({feed.describe()}; audit log {audit_path}); Ctrl-C to stop", flush=True)

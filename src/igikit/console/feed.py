@@ -1,12 +1,14 @@
-"""What the console shows when no workflow publishes to it: a recorded session, or a live replay.
+"""What the console shows when no workflow publishes to it: a recorded session, or a plain live stream.
 
 A workflow that runs under supervision builds a :class:`~igikit.supervise.FrameState` per frame,
 submits its decisions to the :class:`~igikit.supervise.SupervisedSession` and publishes the state:
-the console needs nothing else. This module feeds the console from two other places:
+the console needs nothing else (``igikit console --case`` and ``igikit demo`` run the MR-linac gating
+workflow that way). This module feeds the console from two other places:
 
-* a **session file** (``igikit replay --record`` or a workflow's recorder): :class:`ReplayFeed`
-  replays it at its recorded rhythm;
-* a **live stream graph** on a case or a synthetic source: :class:`LiveFeed` runs
+* a **session file** (``igikit gate`` / ``igikit demo`` recordings, ``igikit replay --record``):
+  :class:`ReplayFeed` replays it at its recorded rhythm; the decisions a workflow recorded are
+  submitted again, to the console's session;
+* a **plain live stream graph** (a synthetic source, the load benchmark): :class:`LiveFeed` runs
   :class:`~igikit.stream.MotionReplay` with a sink that supervises each frame.
 
 Both turn each frame's results into supervision with :class:`FrameSupervisor`. Results a workflow
@@ -27,7 +29,8 @@ Recording convention (result names a recorded frame may carry; all optional):
 ``boundary_mask``           (H, W) gating boundary (or the recorder attribute of that name)
 ``tracked_centroid_px``     (x, y) pixels; likewise ``predicted_centroid_px``
 ``tracked_si_mm``           superior-inferior position for the plot; likewise ``predicted_si_mm``
-``centroid_mm``             (row, col) mm, row = SI (the mrgrt workflow); likewise
+                            (the mrgrt workflow records both as displacement from the plan)
+``centroid_mm``             (row, col) mm, row = SI (older mrgrt recordings); likewise
                             ``predicted_centroid_mm``; ``overlay["boundary"]``: (row, col) pixels
 ``shift_mm``, ``response``  rigid motion ``(dx, dy)`` and its phase-correlation peak
 ==========================  ===============================================================
@@ -59,6 +62,8 @@ log = logging.getLogger(__name__)
 
 STAND_IN_COMPONENT = "igikit.console.stand_in_gate"
 STAND_IN_VERSION = "1"
+#: Leads every stand-in explanation and header, so nobody mistakes it for the clinical gate.
+STAND_IN_LABEL = "STAND-IN gate (demonstration, not clinical)"
 
 
 class StandInGate:
@@ -90,7 +95,8 @@ class StandInGate:
         if not np.isfinite(si_mm) or conf < self.min_confidence:
             return DecisionRecord(
                 value="hold",
-                explanation=f"beam hold: motion confidence {conf:.2f} below {self.min_confidence:.2f}",
+                explanation=f"{STAND_IN_LABEL}: beam hold: motion confidence {conf:.2f} "
+                f"below {self.min_confidence:.2f}",
                 confidence=conf,
                 safety=True,
                 data={"reason": "low_confidence", "min_confidence": self.min_confidence},
@@ -105,7 +111,7 @@ class StandInGate:
         )
         return DecisionRecord(
             value="on" if on else "hold",
-            explanation=f"beam {'on' if on else 'hold'}: {where}; confidence {conf:.2f}",
+            explanation=f"{STAND_IN_LABEL}: beam {'on' if on else 'hold'}: {where}; confidence {conf:.2f}",
             confidence=conf,
             data={"si_mm": round(float(si_mm), 3), "window_mm": self.window_mm},
             **common,
@@ -342,8 +348,14 @@ class ReplayFeed:
         self.error: BaseException | None = None
 
     def describe(self) -> str:
-        """One line for the console header."""
-        return f"replay of {self.recording.path.name} ({self.recording.n_frames} frames, {1 / self.period_s:.1f} Hz)"
+        """One line for the console header (naming the stand-in gate when the recording has no decisions)."""
+        results = self.recording.results
+        recorded = "beam" in results or "beam_on" in results
+        gate = "" if recorded else f" — {STAND_IN_LABEL}: the recording holds no decisions"
+        return (
+            f"replay of {self.recording.path.name} ({self.recording.n_frames} frames, {1 / self.period_s:.1f} Hz)"
+            f"{gate}"
+        )
 
     def _results(self, k: int) -> dict[str, Any]:
         results: dict[str, Any] = {}
@@ -466,7 +478,7 @@ class LiveFeed:
 
     def describe(self) -> str:
         """One line for the console header."""
-        return f"live: {self.source.metadata().get('case_id') or self.source.name}"
+        return f"live: {self.source.metadata().get('case_id') or self.source.name} — {STAND_IN_LABEL}"
 
     def _run(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -29,6 +30,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def choose_port(host: str, port: int) -> tuple[int, str]:
+    """``port`` when it is free on ``host``, else a free one; with the sentence to say why (or "")."""
+    if not 0 <= port < 65536:
+        raise InputError(f"port must be in 0..65535, got {port}")
+    if port == 0:
+        return free_port(host), ""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            chosen = free_port(host)
+            return chosen, f"port {port} is taken on {host}; serving on port {chosen} instead"
+    return port, ""
 
 
 class ConsoleServer:
@@ -62,8 +78,13 @@ class ConsoleServer:
         return f"http://{host}:{self.port}"
 
     def run(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C)."""
-        self.server.run()
+        """Serve in this thread until interrupted: Ctrl-C (SIGINT) ends it cleanly.
+
+        uvicorn shuts down gracefully, then raises the signal again for the caller; a console
+        that was asked to stop has done so, so that is not an error here.
+        """
+        with contextlib.suppress(KeyboardInterrupt):
+            self.server.run()
 
     def start(self, timeout_s: float = 20.0) -> ConsoleServer:
         """Serve in a background thread; returns when the server accepts connections."""

@@ -55,11 +55,15 @@ def test_gate_reports_writes_files_and_json(case_dir: Path, tmp_path: Path, caps
     m = facts["metrics"]
     assert m["reference"] == "truth" and 0 <= m["duty_cycle_pct"] <= 100
     assert facts["settings"]["latency_ms"] == 250 and facts["settings"]["margin_mm"] == 3.0  # profile default
-    assert facts["decisions"]["total"] == 48 == facts["audit_log"]["rows"] and facts["audit_log"]["verified"]
+    # one row per decision, after the supervised session's opening record
+    assert facts["decisions"]["total"] == 48 == facts["audit_log"]["rows"] - 1 and facts["audit_log"]["verified"]
+    sup = facts["supervision"]
+    assert sup["headless"] and sup["level_start"] == 3 and sum(sup["modes"].values()) == 48
+    assert "supervision: autonomy level 3 (conditional), headless" in stdout
     assert m["dose"]["gating"]["d98"] > m["dose"]["no motion management"]["d98"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "<script" not in page and "http" not in page.split("<body>")[1]
-    for text in ("Duty cycle", "D98", "example explanation", "beam hold:", "gating boundary"):
+    for text in ("Duty cycle", "D98", "example explanation", "beam hold:", "gating boundary", "Headless run"):
         assert text in page
     assert read_session(out / "session.h5").n_frames == 48
 
@@ -124,7 +128,9 @@ def test_demo_without_data_is_one_clear_line(
 ) -> None:
     monkeypatch.setenv("IGIKIT_DATA", str(tmp_path / "absent"))
     monkeypatch.chdir(tmp_path)
-    code, _, err = _main(capsys, "demo", "--fast")
+    code, _, err = _main(capsys, "demo", "--no-console", "--fast")
+    _one_line_error(code, err, "absent", "IGIKIT_DATA")
+    code, _, err = _main(capsys, "demo", "--fast")  # the console would start only once the data is found
     _one_line_error(code, err, "absent", "IGIKIT_DATA")
     assert not (tmp_path / "out").exists()
 
@@ -134,7 +140,7 @@ def test_demo_fast_short_writes_the_report(
 ) -> None:
     monkeypatch.delenv("IGIKIT_DATA", raising=False)  # the default: ../shared/data beside the project
     monkeypatch.chdir(tmp_path)
-    code, out, err = _main(capsys, "demo", "--fast", "--max-frames", "30")
+    code, out, err = _main(capsys, "demo", "--no-console", "--fast", "--max-frames", "30")
     assert code == 0, err
     assert "magdeburg_liver" in out and "row 90, col 78" in out and "tracked positions" in out
     (folder,) = (tmp_path / "out").glob("demo-*")
@@ -143,5 +149,5 @@ def test_demo_fast_short_writes_the_report(
     assert report.is_file() and "magdeburg_liver" in report.read_text()
     assert read_session(folder / "session.h5").n_frames == 30
     with AuditLog(folder / "audit.db", create=False) as audit:
-        assert audit.verify().ok and len(audit) == 30
+        assert audit.verify().ok and len(audit) >= 31  # the session's start, 30 decisions, any alerts
     assert "frame 1/30" in err  # progress lines (stderr is not a terminal here)

@@ -77,17 +77,25 @@ def test_every_decision_is_one_verified_audit_record(gated: GatingRun) -> None:
     n = len(gated.frames)
     assert n == gated.case.n_frames == len(gated.decisions) == len(gated.commands)
     with AuditLog(gated.audit_path, create=False) as audit:
-        assert audit.verify(expected_head=gated.audit_head, expected_rows=n).ok
+        # the session's opening record (its autonomy level), then one row per decision: the session
+        # writes the log, nothing writes a decision twice
+        assert audit.verify(expected_head=gated.audit_head, expected_rows=n + 1).ok
         entries = list(audit.records())
-    assert [e.seq for e in entries] == list(range(1, n + 1))
-    for entry, frame in zip(entries, gated.frames, strict=True):
+    assert [e.seq for e in entries] == list(range(1, n + 2))
+    assert entries[0].record.decision == "autonomy" and entries[0].record.value == 3  # type: ignore[union-attr]
+    assert [seq for seq, _ in gated.decisions] == list(range(2, n + 2))
+    for entry, frame in zip(entries[1:], gated.frames, strict=True):
         rec = entry.record
         assert rec.decision == "beam" and rec.value == ("on" if frame["beam_on"] else "hold")
         assert rec.input_frame_ids == (frame["frame_id"],) and rec.session_id == gated.session_id
         assert rec.explanation.startswith(f"beam {rec.value}:") and "%" in rec.explanation
         assert rec.data["reason"] == frame["gate_reason"]
+        assert rec.data["supervision"]["level"] == 3 and rec.data["supervision"]["mode"] == "applied"
     reasons = {f["gate_reason"] for f in gated.frames}
     assert {"outside", "prediction_warmup"} <= reasons and reasons & {"inside", "resuming"}
+    # headless at level 3 with a confident tracker: the beam obeys the gate
+    assert [c.beam_on for c in gated.commands] == [f["beam_on"] for f in gated.frames]
+    assert gated.supervision["headless"] and gated.supervision["modes"] == {"applied": n}
 
 
 def test_the_session_file_holds_every_frame_state(gated: GatingRun) -> None:
@@ -104,7 +112,11 @@ def test_the_session_file_holds_every_frame_state(gated: GatingRun) -> None:
     assert np.isfinite(r["confidence"]).all()
     assert r["beam"] == ["on" if f["beam_on"] else "hold" for f in gated.frames]
     assert all(text.startswith("beam ") for text in r["explanation"])
-    assert list(r["audit_seq"]) == list(range(1, n + 1))
+    assert list(r["audit_seq"]) == list(range(2, n + 2))
+    assert r["supervision"] == ["applied"] * n and list(r["beam_command_on"]) == list(r["beam_on"])
+    for key in ("tracked_si_mm", "tracked_ap_mm"):
+        assert np.isfinite(r[key]).all() and abs(r[key][0]) < 1e-6  # displacement from the planned target
+    assert '"level": 3' in s.attrs["supervision"] and '"headless": true' in s.attrs["supervision"]
     assert np.all(r["beam_effect_time_s"] >= s.acquisition_time_s + LATENCY_MS / 1e3 - 1e-9)
     overlay = r["overlay"][n // 2]
     assert overlay["boundary"] and overlay["target"] and overlay["predicted"]
@@ -175,11 +187,23 @@ def test_a_source_that_stops_holds_the_beam_within_the_timeout(data_dir: Path, t
     before = [c for c in run.commands if c.frame_id == 15]
     assert before[0].beam_on
     order = [r.input_frame_ids for _, r in run.decisions]
-    assert order.index((15,)) < seq - 1 < order.index((16,))
+    at = [s for s, _ in run.decisions].index(seq)
+    assert order.index((15,)) < at < order.index((16,))
     hold = next(c for c in run.commands if c.reason == "source_lost")
     assert not hold.beam_on and hold.safety
     with AuditLog(run.audit_path, create=False) as audit:
-        assert audit.verify().ok and len(audit) == len(run.decisions) == 21
+        assert audit.verify().ok
+        records = [e.record for e in audit.records()]
+    beam = [r for r in records if getattr(r, "decision", "") == "beam"]
+    assert len(beam) == len(run.decisions) == 21  # 20 frames and the hold, each logged once
+    # the session heard of the loss too: an alert (the beam held), acknowledged by the headless
+    # policy once frames came back, so the beam could resume
+    (alert,) = [r for r in records if getattr(r, "decision", "") == "alert"]
+    assert alert.value == "source_lost" and alert.safety  # type: ignore[union-attr]
+    (ack,) = [r for r in records if getattr(r, "action", "") == "acknowledge"]
+    assert ack.operator == "igikit-headless" and "headless run" in ack.reason  # type: ignore[union-attr]
+    assert run.supervision["alerts"] == {"source_lost": 1} and run.supervision["acknowledged_automatically"] == 1
+    assert any(c.beam_on for c in run.commands if c.frame_id > 16)
 
 
 class _StallOnce(Sink):

@@ -13,6 +13,7 @@ import contextlib
 import datetime as _dt
 import json
 import math
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,8 @@ from igikit.workflows.mrgrt.prediction import (
 
 if TYPE_CHECKING:
     from igikit.io.trackrad import CineCase
-    from igikit.workflows.mrgrt.workflow import GatingSettings
+    from igikit.supervise.session import SupervisedSession
+    from igikit.workflows.mrgrt.workflow import GatingSettings, SupervisionSettings
 
 __all__ = ["DEMO_CASE", "DEMO_TARGET", "register", "run_demo", "run_gate", "run_predict"]
 
@@ -41,6 +43,12 @@ DEMO_CASE = Path("cine") / "magdeburg_liver"
 DEMO_TARGET = (90.0, 78.0, 6.0)
 #: Seconds of cine tracked before the beam to find end-exhale, the gating reference.
 DEMO_SETUP_S = 12.0
+#: The HTML report's name in the output folder.
+REPORT_FILE = "report.html"
+#: The demo's own users file and cookie secret, inside its output folder.
+DEMO_USERS_FILE = "users.db"
+DEMO_SECRET_FILE = "console.secret"
+DEMO_USER = ("demo", "physicist")
 #: Tracking methods of :mod:`igikit.workflows.mrgrt.tracking` (kept light: no OpenCV import here).
 TRACKING_METHODS = ("ensemble", "registration", "template", "copy")
 
@@ -162,7 +170,9 @@ def _register_gate(sub: Any) -> None:
         help="replay a cine case through tracking, prediction and beam gating; report duty cycle and dose",
         description=(
             "Replay a TrackRAD case folder at its frame rate (or --fast) through tracking, latency-"
-            "compensating prediction and beam gating with safety interlocks; every decision goes to a "
+            "compensating prediction and beam gating with safety interlocks, supervised headless (no human "
+            "watches: a supervised session at --autonomy, default 3, whose alerts are acknowledged automatically "
+            "once their condition clears; `igikit console --case` runs it with people); every decision goes to a "
             "hash-chained audit log, every frame to a session file. Reports the duty cycle, the beam-on "
             "time with the true target outside the window, the beam-off latency, and target D98 / D2 for "
             "no motion management, gating and beam tracking, in the terminal and an HTML report. A case "
@@ -182,18 +192,26 @@ def _register_gate(sub: Any) -> None:
 def _register_demo(sub: Any) -> None:
     d = sub.add_parser(
         "demo",
-        help="gate the real magdeburg liver cine live: tracking, prediction, gating, report",
+        help="gate the real magdeburg liver cine live under supervision, in the web console; report",
         description=(
-            "Replay ../shared/data/cine/magdeburg_liver (or $IGIKIT_DATA) at its native frame rate (about "
-            "83 s) through tracking, prediction and gating of a liver-vessel target, with live progress; "
-            "write the audit log, the session file and the HTML report into out/demo-<timestamp>/ and "
-            "print the report path."
+            "Start the supervisor's web console on http://127.0.0.1:8000 (or the next free port) with a demo "
+            "user whose password is printed here, then replay ../shared/data/cine/magdeburg_liver (or "
+            "$IGIKIT_DATA) at its native frame rate (about 83 s) through tracking, prediction and supervised "
+            "gating of a liver-vessel target; write the audit log, the session file and the HTML report into "
+            "out/demo-<timestamp>/ and keep serving until Ctrl-C. With --no-console the run is headless (no "
+            "human: alerts are acknowledged automatically once their condition clears) and ends with the "
+            "report path."
         ),
     )
     _add_gating_options(d, with_threshold=False)
     d.add_argument(
         "--reference", choices=("exhale", "first"), default="exhale",
         help="gating reference: end-exhale found in a 12 s setup phase before the beam (default), or frame 0",
+    )
+    d.add_argument("--no-console", action="store_true", help="headless: no console, end with the report path")
+    d.add_argument(
+        "--port", type=int, default=8000,
+        help="console port (default 8000; a free port when it is taken, or with 0)",
     )
     d.set_defaults(func=run_demo)
 
@@ -212,6 +230,17 @@ def _add_gating_options(p: argparse.ArgumentParser, *, with_threshold: bool = Tr
     p.add_argument("--fast", action="store_true", help="as fast as possible instead of the native frame rate")
     p.add_argument("--max-frames", type=int, metavar="N", help="replay only the first N frames")
     p.add_argument("--out-dir", type=Path, metavar="DIR", help="output folder (default out/<command>-<timestamp>)")
+    _add_supervision_options(p)
+
+
+def _add_supervision_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--autonomy", type=int, choices=(0, 1, 2, 3), default=3,
+        help="starting autonomy level: 0 manual, 1 assistive, 2 supervised (veto window), 3 conditional "
+        "(default; hands over on low confidence or a near limit). Without a console nobody acts, so 0 and 1 "
+        "never turn the beam on and 2 delays every beam-on by the veto window",
+    )
+    p.add_argument("--veto-window-s", type=float, default=3.0, help="level 2's veto window (s, default 3)")
 
 
 def _settings(args: argparse.Namespace) -> GatingSettings:
@@ -225,6 +254,12 @@ def _settings(args: argparse.Namespace) -> GatingSettings:
         tracking_method=getattr(args, "method", None),
         predictor=getattr(args, "predictor", None),
     )
+
+
+def _supervision(args: argparse.Namespace, *, headless: bool) -> SupervisionSettings:
+    from igikit.workflows.mrgrt.workflow import SupervisionSettings
+
+    return SupervisionSettings(level=args.autonomy, veto_window_s=args.veto_window_s, headless=headless)
 
 
 def _parse_target(text: str) -> tuple[float, float, float]:
@@ -254,6 +289,33 @@ def _default_out_dir(kind: str) -> Path:
     return Path("out") / f"{kind}-{stamp}"
 
 
+def _prepare_out_dir(out_dir: Path, json_path: Path | None, *, extra: tuple[str, ...] = ()) -> list[Path]:
+    """Check that nothing would be overwritten, then create ``out_dir``; returns the folders made."""
+    from igikit.workflows.mrgrt.workflow import AUDIT_FILE, SESSION_FILE
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("is not a folder", out_dir)
+    for name in (SESSION_FILE, AUDIT_FILE, REPORT_FILE, *extra):
+        if (out_dir / name).exists():
+            raise InputError("already exists; choose another --out-dir", out_dir / name)
+    if json_path is not None:
+        if not json_path.parent.is_dir():
+            raise InputError("output folder does not exist", json_path.parent)
+        if json_path.is_dir():
+            raise InputError("is a folder, not a JSON file name", json_path)
+    return _make_dirs(out_dir)
+
+
+def _remove(paths: list[Path], folders: list[Path]) -> None:
+    for path in paths:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{suffix}").unlink()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty: never a folder holding someone else's files
+
+
 def _execute(
     case: CineCase,
     label: Any,
@@ -263,32 +325,30 @@ def _execute(
     fast: bool,
     max_frames: int | None,
     json_path: Path | None,
+    supervision: SupervisionSettings,
+    session: SupervisedSession | None = None,
+    stop: threading.Event | None = None,
+    created: list[Path] | None = None,
 ) -> Path:
-    """Run, evaluate and report; on any failure remove every file and folder this run made."""
+    """Run, evaluate and report; on any failure remove every file and folder this run made.
+
+    With ``session`` (served in the console) the audit log belongs to the caller and is kept.
+    """
     from igikit.workflows.mrgrt.progress import GatingProgress
     from igikit.workflows.mrgrt.report import summary, write_json, write_report
-    from igikit.workflows.mrgrt.workflow import AUDIT_FILE, SESSION_FILE, evaluate, run_gating
+    from igikit.workflows.mrgrt.workflow import evaluate, run_gating
 
-    report_path = out_dir / "report.html"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("is not a folder", out_dir)
-    for name in (SESSION_FILE, AUDIT_FILE, report_path.name):
-        if (out_dir / name).exists():
-            raise InputError("already exists; choose another --out-dir", out_dir / name)
-    if json_path is not None:
-        if not json_path.parent.is_dir():
-            raise InputError("output folder does not exist", json_path.parent)
-        if json_path.is_dir():
-            raise InputError("is a folder, not a JSON file name", json_path)
+    report_path = out_dir / REPORT_FILE
+    if created is None:
+        created = _prepare_out_dir(out_dir, json_path)
     n = case.n_frames if max_frames is None else min(max_frames, case.n_frames)
-    created = _make_dirs(out_dir)
     made: list[Path] = []
     try:
         run = run_gating(
             case, settings, out_dir, first_label=label, fast=fast, max_frames=max_frames,
-            sinks=[GatingProgress(n)],
+            sinks=[GatingProgress(n)], supervision=supervision, session=session, stop=stop,
         )
-        made += [p for p in (run.session_path, run.audit_path) if p is not None]
+        made += [p for p in (run.session_path, run.audit_path if session is None else None) if p is not None]
         outcome = evaluate(run)
         facts = summary(run, outcome)
         facts["report"] = str(report_path)
@@ -296,13 +356,7 @@ def _execute(
         if json_path is not None:
             made.append(write_json(json_path, facts))
     except BaseException:
-        for path in made:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    Path(f"{path}{suffix}").unlink()
-        for folder in created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty: never a folder holding someone else's files
+        _remove(made, created)
         raise
     _print_summary(facts, run.settings.latency_ms)
     return report_path
@@ -351,6 +405,16 @@ def _print_summary(facts: dict[str, Any], latency_ms: float) -> None:
         f"{lat['frames_dropped']} frames dropped; deadline {f(lat['deadline_ms'], 0)} ms missed "
         f"{lat['deadline_misses']} times; source lost {lat['source_lost_events']} times"
     )
+    sup = facts["supervision"]
+    alerts = ", ".join(f"{k} {v}" for k, v in sup["alerts"].items()) or "none"
+    modes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sup["modes"].items())
+    who = "headless (alerts acknowledged automatically once their condition cleared: " \
+        f"{sup['acknowledged_automatically']})" if sup["headless"] else \
+        f"in the console by {', '.join(sup['people']) or 'nobody'}"
+    print(
+        f"supervision: autonomy level {sup['level_start']} ({sup['level_label']}), {who}; alerts: {alerts}; "
+        f"beam decisions {modes}"
+    )
     audit = facts["audit_log"]
     print(f"audit log: {audit['path']} ({audit['rows']} rows, {'verified' if audit['verified'] else 'NOT VERIFIED'})")
     if facts["session_file"]:
@@ -366,22 +430,32 @@ def _check_max_frames(max_frames: int | None) -> None:
 def run_gate(args: argparse.Namespace) -> int:
     """Run ``igikit gate`` (see :func:`register`); returns the exit code."""
     settings = _settings(args)
+    supervision = _supervision(args, headless=True)
     _check_max_frames(args.max_frames)
-    target = _parse_target(args.target) if args.target else None
+    case, label = load_gating_case(args.case_dir, args.target)
+    out_dir = args.out_dir if args.out_dir is not None else _default_out_dir(f"gate-{case.case_id}")
+    _execute(
+        case, label, settings, out_dir=out_dir, fast=args.fast, max_frames=args.max_frames, json_path=args.json,
+        supervision=supervision,
+    )
+    return 0
+
+
+def load_gating_case(case_dir: Path, target: str | None) -> tuple[CineCase, Any]:
+    """A TrackRAD case folder and its target: the first label, or the ``--target ROW,COL,RADIUS_MM`` disc."""
+    parsed = _parse_target(target) if target else None
     from igikit.io.trackrad import read_case
     from igikit.workflows.mrgrt.workflow import disc_label, spacing_rc
 
-    case = read_case(args.case_dir)
+    case = read_case(case_dir)
     label = None
-    if target is not None:
-        label = disc_label(case.frames.shape[:2], target[:2], target[2], spacing_rc(case))
+    if parsed is not None:
+        label = disc_label(case.frames.shape[:2], parsed[:2], parsed[2], spacing_rc(case))
     elif case.first_label is None:
         raise InputError(
-            "no targets/<case>_first_label.mha: give the target with --target ROW,COL,RADIUS_MM", args.case_dir
+            "no targets/<case>_first_label.mha: give the target with --target ROW,COL,RADIUS_MM", case_dir
         )
-    out_dir = args.out_dir if args.out_dir is not None else _default_out_dir(f"gate-{case.case_id}")
-    _execute(case, label, settings, out_dir=out_dir, fast=args.fast, max_frames=args.max_frames, json_path=args.json)
-    return 0
+    return case, label
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -389,7 +463,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from igikit.stream.commands import find_data_dir
 
     settings = _settings(args)
+    supervision = _supervision(args, headless=args.no_console)
     _check_max_frames(args.max_frames)
+    if not args.no_console and not 0 <= args.port < 65536:
+        raise InputError(f"--port must be in 0..65535, got {args.port}")
     case_dir = find_data_dir() / DEMO_CASE
     from igikit.io.trackrad import read_case
     from igikit.workflows.mrgrt.workflow import disc_label, spacing_rc
@@ -415,12 +492,120 @@ def run_demo(args: argparse.Namespace) -> int:
     out_dir = args.out_dir if args.out_dir is not None else _default_out_dir("demo")
     n = case.n_frames if args.max_frames is None else min(args.max_frames, case.n_frames)
     mode = "as fast as possible" if args.fast else f"at its native {case.frame_rate_hz:.2f} Hz"
-    print(
+    line = (
         f"replaying {case_dir} ({n} of {case.n_frames} frames) {mode}: {settings.tracking_method} tracking of a "
         f"{radius:g} mm liver-vessel target at row {row:g}, col {col:g}; {settings.predictor} prediction "
         f"+{settings.latency_ms:g} ms; gating margin {settings.margin_mm:g} mm, threshold "
-        f"{settings.threshold_pct:g} %; writing to {out_dir}/",
-        flush=True,
+        f"{settings.threshold_pct:g} %; writing to {out_dir}/"
     )
-    _execute(case, label, settings, out_dir=out_dir, fast=args.fast, max_frames=args.max_frames, json_path=None)
-    return 0
+    if args.no_console:
+        print(line, flush=True)
+        _execute(
+            case, label, settings, out_dir=out_dir, fast=args.fast, max_frames=args.max_frames, json_path=None,
+            supervision=supervision,
+        )
+        return 0
+    return serve_gating(
+        case, label, settings, supervision, out_dir=out_dir, fast=args.fast, max_frames=args.max_frames,
+        port=args.port, demo=True, start_line=line,
+    )
+
+
+def serve_gating(
+    case: CineCase,
+    label: Any,
+    settings: GatingSettings,
+    supervision: SupervisionSettings,
+    *,
+    out_dir: Path,
+    fast: bool,
+    max_frames: int | None,
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    users_path: Path | None = None,
+    demo: bool = False,
+    start_line: str = "",
+) -> int:
+    """Run the supervised gating workflow on ``case`` with the web console serving its session.
+
+    The console starts first (on ``port``, or a free one when it is taken or 0, and says so); the
+    replay runs in a thread while the console serves in the foreground; the report is written when
+    the replay ends, and the console keeps serving the session until Ctrl-C (which also ends a
+    replay still running, after the frame in flight).
+
+    Parameters
+    ----------
+    demo
+        Make a demo user (physicist, random password, printed) in a users file inside ``out_dir``
+        instead of using the install's users (``users_path``, default ``~/.igikit/users.db``).
+    """
+    import secrets
+    import sys
+
+    from igikit.console.app import create_app
+    from igikit.console.server import ConsoleServer, choose_port, is_loopback
+    from igikit.console.users import SECRET_FILE, UserStore, default_users_path, load_secret
+    from igikit.supervise.audit import AuditLog
+    from igikit.workflows.mrgrt.workflow import AUDIT_FILE, open_session
+
+    _prepare_out_dir(out_dir, None, extra=(DEMO_USERS_FILE, DEMO_SECRET_FILE) if demo else ())
+    chosen, why = choose_port(host, port)
+    password = ""
+    if demo:
+        store = UserStore(out_dir / DEMO_USERS_FILE, create=True)
+        password = secrets.token_urlsafe(12)
+        store.add(DEMO_USER[0], DEMO_USER[1], password)
+        secret = load_secret(out_dir / DEMO_SECRET_FILE)
+    else:
+        store = UserStore(users_path or default_users_path(), create=True)
+        if not store.list():
+            print(f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator",
+                  file=sys.stderr)
+        secret = load_secret(store.path.parent / SECRET_FILE)
+    audit = AuditLog(out_dir / AUDIT_FILE)
+    session = open_session(audit, supervision)
+    stop = threading.Event()
+    title = f"live gating: {case.case_id} (autonomy starts at {supervision.level})"
+    app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set)
+    server = ConsoleServer(app, host=host, port=chosen)
+    if why:
+        print(why, flush=True)
+    if not is_loopback(host):
+        print(f"warning: serving on {host}, beyond this machine, over plain HTTP", file=sys.stderr)
+    print(f"igikit console: {server.url}  (audit log {out_dir / AUDIT_FILE}); Ctrl-C to stop", flush=True)
+    if demo:
+        print(
+            f"log in as: {DEMO_USER[0]} / {password}  ({DEMO_USER[1]}: acknowledges, pauses, vetoes, changes the "
+            f"autonomy level; users file {store.path})",
+            flush=True,
+        )
+    if start_line:
+        print(start_line, flush=True)
+    failure: list[BaseException] = []
+
+    def replay() -> None:
+        try:
+            _execute(
+                case, label, settings, out_dir=out_dir, fast=fast, max_frames=max_frames, json_path=None,
+                supervision=supervision, session=session, stop=stop, created=[],
+            )
+            print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            if stop.is_set() and isinstance(exc, InputError):  # Ctrl-C before there was enough to report
+                print(f"replay stopped early; no report: {message}", flush=True)
+                return
+            failure.append(exc)
+            print(f"igikit: gating run failed: {message}", file=sys.stderr, flush=True)
+
+    worker = threading.Thread(target=replay, name="igikit-gating", daemon=True)
+    worker.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        worker.join()
+        audit.close()
+        store.close()
+    print("console stopped", flush=True)
+    return 1 if failure else 0

@@ -1,9 +1,16 @@
-"""The stream operators of the MR-linac gating workflow: track, predict, gate, audit.
+"""The stream operators of the MR-linac gating workflow: track, predict, gate (under supervision),
+display.
 
 Each one is an :class:`igikit.stream.Operator` (``setup`` declares what it reads and adds,
 ``compute`` turns one message into the next) so it can be tested alone and composed in
 :class:`igikit.workflows.mrgrt.workflow.GatingWorkflow`. Result names are the module constants
 below; a console or a recorder reads them from ``message.results``.
+
+Supervision: the gate hands every decision to a
+:class:`~igikit.supervise.session.SupervisedSession` (:class:`BeamSupervision`), which logs it and
+rules — by autonomy level, open alerts and pause — what may take effect; the simulated beam obeys
+the session's effective value, never the raw decision. Without a session (unit tests of the gate
+alone) every decision takes effect as decided and goes nowhere but ``results["decision"]``.
 
 Coordinates: positions are ``(row, col)`` mm in the image, i.e. on a sagittal cine ``(SI, AP)``
 with SI positive towards the feet (inferior) and AP positive towards the back (posterior).
@@ -25,9 +32,9 @@ from igikit.core.masks import centroid_mm
 from igikit.errors import InputError
 from igikit.stream.events import StreamEvent
 from igikit.stream.message import Message, wall_clock
-from igikit.stream.operator import FRAME, Operator, OperatorSpec
-from igikit.supervise.audit import AuditLog
+from igikit.stream.operator import FRAME, Operator, OperatorSpec, Sink
 from igikit.supervise.records import DecisionRecord
+from igikit.supervise.session import Actor, FrameState, Overlay, SupervisedSession
 from igikit.workflows.mrgrt.gating import Gate, GateDecision, GatingConfig, decision_record
 from igikit.workflows.mrgrt.prediction import make_predictor
 from igikit.workflows.mrgrt.tracking import Tracker, make_tracker
@@ -73,9 +80,21 @@ OUTSIDE_MM = "outside_mm"
 FRAME_AGE_MS = "frame_age_ms"
 #: Contours for display, pixel (row, col): {"target": [...], "predicted": [...], "boundary": [...]}.
 OVERLAY = "overlay"
+#: Displacement of the tracked and predicted target from its planned position (mm), for plots:
+#: SI (rows, + inferior) and AP (columns, + posterior).
+TRACKED_SI_MM = "tracked_si_mm"
+TRACKED_AP_MM = "tracked_ap_mm"
+PREDICTED_SI_MM = "predicted_si_mm"
+PREDICTED_AP_MM = "predicted_ap_mm"
 #: The :class:`DecisionRecord` object (not recorded; the audit log holds it) and its audit-log row.
 DECISION = "decision"
 AUDIT_SEQ = "audit_seq"
+#: What supervision did with the decision (:data:`igikit.supervise.autonomy.Mode`: "applied",
+#: "pending", "proposed", "displayed", "handed_over", "safe_state"; "unsupervised" without a session).
+SUPERVISION = "supervision"
+#: The beam command sent after supervision (the session's effective value): what the linac obeys,
+#: after the system latency. ``beam_on`` is the automation's decision, this is what it was allowed.
+BEAM_COMMAND_ON = "beam_command_on"
 
 
 def contours_px(mask: np.ndarray) -> list[list[list[float]]]:
@@ -307,11 +326,14 @@ class BeamCommand:
         When the beam responds: the frame's acquisition time plus the system latency (or the
         decision time, when deciding took longer than the stated latency).
     beam_on
-        The gating decision.
+        What the beam was commanded: under supervision the session's effective value (a decision
+        waiting in its veto window, refused in the safe state or only displayed does not turn the
+        beam on), else the gating decision.
     safety
-        A safety interlock hold (it also stops a tracking beam).
+        A safety hold (an interlock, or the session's safe state: paused, alert open); it also
+        stops a tracking beam.
     reason
-        The decision's reason.
+        The decision's reason (``"supervision"`` for a hold the session ordered between frames).
     aperture_mm
         (row, col) mm displacement of the predicted target from its planned position: where a
         tracking beam (MLC tracking) would aim.
@@ -319,6 +341,8 @@ class BeamCommand:
         The linac's heartbeat: a command not renewed by this time lapses and the beam holds by
         itself (its effect time plus the stale-frame deadline), so a stalled igikit can never
         leave the beam on.
+    supervision
+        What the session did with the decision (:data:`SUPERVISION`), ``"unsupervised"`` without one.
     """
 
     frame_id: int
@@ -329,14 +353,128 @@ class BeamCommand:
     reason: str
     aperture_mm: tuple[float, float]
     expires_s: float = float("inf")
+    supervision: str = "unsupervised"
 
     def on_at(self, time_s: float) -> bool:
         """Whether this command keeps the (gating) beam on at ``time_s``."""
         return self.beam_on and self.effect_time_s <= time_s < self.expires_s
 
 
+#: Who acknowledges alerts in a headless run, where no human watches (every such action is logged
+#: under this name, so it can never pass for a person's).
+HEADLESS_ACTOR = Actor("igikit-headless", "operator")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What supervision let a gating decision do: the beam command, the mode, the audit row."""
+
+    beam_on: bool
+    mode: str
+    seq: int | None
+    safe_state: bool
+
+
+class BeamSupervision:
+    """The gate's link to its :class:`~igikit.supervise.session.SupervisedSession`.
+
+    Every decision is submitted (the session writes it to the audit log, once) and the beam is
+    commanded with the session's *effective* value, so autonomy levels, veto windows, handover,
+    pause and alerts all act on the beam; safety interlocks act at once at every level (the
+    session's rule). On top of the session's own handover (level 3), low tracking confidence (or an
+    untrackable frame) and a frame near its stale deadline raise an alert at every level: it keeps
+    the beam held until a human acknowledges it.
+
+    Parameters
+    ----------
+    session
+        The supervised session (``"beam"``'s safe value ``"hold"`` is declared on it).
+    min_confidence
+        The gate's confidence interlock; below it an alert asks for a human.
+    stale_after_ms
+        The stale-frame deadline.
+    near_limit_frac
+        A frame at least this share of the deadline old when decided is *near the limit*.
+    headless
+        Nobody watches (``igikit gate``, ``igikit demo --no-console``): an open alert is
+        acknowledged by :data:`HEADLESS_ACTOR` at the first frame on which its condition has
+        cleared (valid, confident, fresh), with that reason in the log. Without it an alert stays
+        until a person acknowledges it, and the beam stays held.
+    """
+
+    def __init__(
+        self,
+        session: SupervisedSession,
+        *,
+        min_confidence: float,
+        stale_after_ms: float,
+        near_limit_frac: float = 0.8,
+        headless: bool = False,
+    ) -> None:
+        if not 0 < near_limit_frac <= 1:
+            raise InputError(f"near-limit fraction must be in (0, 1], got {near_limit_frac}")
+        self.session = session
+        self.min_confidence = float(min_confidence)
+        self.stale_after_ms = float(stale_after_ms)
+        self.near_limit_frac = float(near_limit_frac)
+        self.headless = headless
+        #: Alerts the headless policy acknowledged.
+        self.acknowledged_automatically = 0
+        session.set_safe_value("beam", "hold")
+
+    def near_limit(self, frame_age_ms: float) -> str | None:
+        """A sentence when the frame's age is near (or past) the stale-frame deadline, else None."""
+        limit = self.stale_after_ms
+        if not np.isfinite(frame_age_ms) or frame_age_ms < self.near_limit_frac * limit:
+            return None
+        where = "past" if frame_age_ms > limit else "near"
+        return f"frame {frame_age_ms:.0f} ms old when decided, {where} the {limit:.0f} ms stale-frame deadline"
+
+    def authorise(
+        self, record: DecisionRecord, *, reason: str, confidence: float, near_limit: str | None, frame_id: int
+    ) -> Verdict:
+        """Submit one frame's decision; raise the alerts it calls for; the beam command it allows."""
+        s = self.session
+        clear_above = max(self.min_confidence, s.policy.handover_confidence)
+        clear = not record.safety and near_limit is None and np.isfinite(confidence) and confidence >= clear_above
+        if self.headless and clear:
+            for alert in s.open_alerts():
+                s.acknowledge(
+                    alert.alert_id,
+                    HEADLESS_ACTOR,
+                    reason=f"headless run, no human supervisor: acknowledged automatically once the condition "
+                    f"cleared (frame {frame_id}, confidence {confidence:.2f})",
+                )
+                self.acknowledged_automatically += 1
+        disposition = s.submit(record, safe_value="hold", near_limit=near_limit is not None)
+        if disposition.mode != "handed_over":  # a level-3 handover has raised its own alert
+            if reason in ("low_confidence", "invalid_input"):
+                what = record.explanation.removeprefix("beam hold: ")
+                s.raise_alert(
+                    "low_confidence",
+                    f"{what} (frame {frame_id}); check the image and the target",
+                    frame_id=frame_id,
+                    confidence=confidence if np.isfinite(confidence) else None,
+                )
+            elif near_limit is not None:
+                s.raise_alert("near_limit", near_limit, frame_id=frame_id)
+        beam_on = s.effective_value("beam") == "on"
+        return Verdict(beam_on, disposition.mode, disposition.seq, s.in_safe_state)
+
+    def submit_hold(self, record: DecisionRecord) -> int:
+        """Submit a safety hold decided between frames (source lost, stalled worker); its ``seq``."""
+        return self.session.submit(record, safe_value="hold").seq
+
+    def holds_now(self) -> str | None:
+        """Why the beam must hold now although the last command turned it on (None: it need not)."""
+        if self.session.effective_value("beam") == "on":
+            return None
+        reasons = self.session.safe_state_reasons()
+        return "; ".join(reasons) if reasons else "the beam-on decision is no longer in effect"
+
+
 class GateBeam(Operator):
-    """Gating decisions from the predicted target, safety interlocks, and a simulated beam.
+    """Gating decisions from the predicted target, safety interlocks, supervision, a simulated beam.
 
     For every frame: the beam may be on while the predicted target lies inside the gating
     boundary (:class:`igikit.workflows.mrgrt.gating.Gate`, with hysteresis); it holds on a stale
@@ -344,11 +482,15 @@ class GateBeam(Operator):
     (no frame within the source timeout) reaches :meth:`handle_event`, which holds the beam at
     once, from the engine's watchdog thread, without waiting for a frame; and a watchdog of its
     own holds the beam when no frame has been decided for longer than the stale-frame deadline
-    while the beam is on (a stalled worker: its frames are dropped, none gets old in the graph). Every decision becomes
-    a :class:`~igikit.supervise.records.DecisionRecord`; frame decisions travel in
-    ``results["decision"]``, event decisions go to the callbacks in :attr:`listeners`.
+    while the beam is on (a stalled worker: its frames are dropped, none gets old in the graph).
+    Every decision becomes a :class:`~igikit.supervise.records.DecisionRecord`; frame decisions
+    travel in ``results["decision"]``, event decisions go to the callbacks in :attr:`listeners`.
 
-    The beam obeys a decision ``latency_s`` after the frame was acquired (the system latency),
+    With ``supervision``, every decision goes through the session first and the beam obeys what the
+    session lets into effect (:class:`BeamSupervision`); the watchdog also holds the beam between
+    frames as soon as the session no longer allows it on (a human paused, an alert opened).
+
+    The beam obeys a command ``latency_s`` after the frame was acquired (the system latency),
     never before igikit made it; :attr:`commands` holds every command with its effect time so
     the delivered beam can be replayed afterwards (:meth:`beam_state_at`).
 
@@ -367,6 +509,8 @@ class GateBeam(Operator):
         without latency compensation the beam would lag the target by the system latency.
     session_id, workflow
         Stored in every decision record.
+    supervision
+        The supervised session's link, or None (every decision takes effect as decided).
     """
 
     def __init__(
@@ -379,6 +523,7 @@ class GateBeam(Operator):
         hold_until_predicted: bool = True,
         session_id: str = "",
         workflow: str = "mrgrt",
+        supervision: BeamSupervision | None = None,
         name: str = "gate",
     ) -> None:
         if not latency_s >= 0:
@@ -389,6 +534,7 @@ class GateBeam(Operator):
         self.latency_s = float(latency_s)
         self.hold_until_predicted = hold_until_predicted
         self.session_id, self.workflow = session_id, workflow
+        self.supervision = supervision
         self.gate = Gate(self.first_label, self.spacing, config)
         self.planned_centroid_mm = centroid_mm(self.first_label, self.spacing)
         self.boundary_contours = contours_px(self.gate.boundary)
@@ -398,7 +544,10 @@ class GateBeam(Operator):
         self.commands: list[BeamCommand] = []
         #: Decision records made by :meth:`handle_event` (not attached to a frame).
         self.event_decisions: list[DecisionRecord] = []
-        self._lock = threading.Lock()
+        #: (audit seq, record) of every decision submitted to the session, in order.
+        self.decisions: list[tuple[int, DecisionRecord]] = []
+        # re-entrant: a session subscriber running on the worker thread may read the gate
+        self._lock = threading.RLock()
         self._last: Message | None = None
         self._source_lost = False
         self._done = threading.Event()
@@ -406,15 +555,16 @@ class GateBeam(Operator):
         super().__init__(name)
 
     def setup(self, spec: OperatorSpec) -> None:
-        """Reads the predicted target; adds the decision and the beam state."""
+        """Reads the predicted target; adds the decision, its supervision and the beam state."""
         for key in (
             PREDICTED_MASK, PREDICTED_NEXT_MASK, PREDICTED_CENTROID_MM, PREDICTION_READY, CONFIDENCE, FRAME_VALID,
-            TRACK_NOTE, TARGET_MASK,
+            TRACK_NOTE, TARGET_MASK, CENTROID_MM,
         ):
             spec.input(key)
         for key in (
             BEAM, BEAM_ON, BEAM_EFFECTIVE_ON, BEAM_EFFECT_TIME_S, GATE_REASON, SAFETY, EXPLANATION,
-            OUTSIDE_PCT, OUTSIDE_MM, FRAME_AGE_MS, OVERLAY, DECISION,
+            OUTSIDE_PCT, OUTSIDE_MM, FRAME_AGE_MS, OVERLAY, DECISION, AUDIT_SEQ, SUPERVISION, BEAM_COMMAND_ON,
+            TRACKED_SI_MM, TRACKED_AP_MM, PREDICTED_SI_MM, PREDICTED_AP_MM,
         ):
             spec.output(key)
 
@@ -424,6 +574,7 @@ class GateBeam(Operator):
             self.gate.beam_on = False
             self.commands = []
             self.event_decisions = []
+            self.decisions = []
             self._last = None
             self._source_lost = False
         self._done.clear()
@@ -447,6 +598,9 @@ class GateBeam(Operator):
                 current = command
         return current
 
+    def _commanded_on(self) -> bool:
+        return bool(self.commands) and self.commands[-1].beam_on
+
     def _record(
         self, d: GateDecision, *, frame_id: int, frame_time_s: float | None, extra: dict[str, float]
     ) -> DecisionRecord:
@@ -458,9 +612,22 @@ class GateBeam(Operator):
         ids = record.input_frame_ids if frame_id >= 0 else ()
         return dataclasses.replace(record, data=data, input_frame_ids=ids, frame_time_s=frame_time_s)
 
+    def _authorise(
+        self, record: DecisionRecord, d: GateDecision, *, frame_id: int, frame_age_ms: float
+    ) -> Verdict:
+        if self.supervision is None:
+            return Verdict(d.beam_on, "unsupervised", None, False)
+        verdict = self.supervision.authorise(
+            record, reason=d.reason, confidence=float(d.confidence),
+            near_limit=self.supervision.near_limit(frame_age_ms), frame_id=frame_id,
+        )
+        if verdict.seq is not None:
+            self.decisions.append((verdict.seq, record))
+        return verdict
+
     # ------------------------------------------------------------------ frames
     def compute(self, message: Message) -> Message:
-        """Decide beam on / hold for this frame."""
+        """Decide beam on / hold for this frame, under supervision; command the beam."""
         r = message.results
         t = float(message.acquisition_time_s)
         predicted = np.asarray(r[PREDICTED_CENTROID_MM], dtype=np.float64)
@@ -491,13 +658,6 @@ class GateBeam(Operator):
             if not np.isfinite(aperture).all():
                 aperture = np.asarray(self.commands[-1].aperture_mm) if self.commands else np.zeros(2)
             effect = t + max(self.latency_s, age_s)
-            command = BeamCommand(
-                message.frame_id, t + age_s, effect, d.beam_on, d.safety, d.reason,
-                (float(aperture[0]), float(aperture[1])), effect + self.config.stale_after_ms / 1e3,
-            )
-            self.commands.append(command)
-            self._last = message
-            self._source_lost = False
             record = self._record(
                 d, frame_id=message.frame_id, frame_time_s=t,
                 extra={
@@ -507,11 +667,22 @@ class GateBeam(Operator):
                     "predicted_ap_mm": float(predicted[1]),
                 },
             )
+            verdict = self._authorise(record, d, frame_id=message.frame_id, frame_age_ms=age_s * 1e3)
+            command = BeamCommand(
+                message.frame_id, t + age_s, effect, verdict.beam_on, d.safety or verdict.safe_state, d.reason,
+                (float(aperture[0]), float(aperture[1])), effect + self.config.stale_after_ms / 1e3,
+                verdict.mode,
+            )
+            self.commands.append(command)
+            self._last = message
+            self._source_lost = False
         overlay = {
             "target": contours_px(r[TARGET_MASK]),
             "predicted": contours_px(r[PREDICTED_MASK]) if r[FRAME_VALID] else [],
             "boundary": self.boundary_contours,
         }
+        tracked = np.asarray(r[CENTROID_MM], dtype=np.float64) - self.planned_centroid_mm
+        ahead = predicted - self.planned_centroid_mm
         return message.with_results(
             **{
                 BEAM: d.value,
@@ -526,6 +697,13 @@ class GateBeam(Operator):
                 FRAME_AGE_MS: age_s * 1e3,
                 OVERLAY: overlay,
                 DECISION: record,
+                AUDIT_SEQ: -1 if verdict.seq is None else int(verdict.seq),
+                SUPERVISION: verdict.mode,
+                BEAM_COMMAND_ON: verdict.beam_on,
+                TRACKED_SI_MM: float(tracked[0]),
+                TRACKED_AP_MM: float(tracked[1]),
+                PREDICTED_SI_MM: float(ahead[0]) if r[FRAME_VALID] else float("nan"),
+                PREDICTED_AP_MM: float(ahead[1]) if r[FRAME_VALID] else float("nan"),
             }
         )
 
@@ -550,24 +728,48 @@ class GateBeam(Operator):
     def _watch(self) -> None:
         deadline_s = self.config.stale_after_ms / 1e3
         while not self._done.wait(min(0.05, max(0.005, deadline_s / 4))):
+            record = None
             with self._lock:
                 last = self._last
-                if last is None or not self.gate.beam_on:
+                if last is None or not self._commanded_on():
                     continue
                 now = wall_clock()
-                if now - last.available_wall_s <= deadline_s:
-                    continue
-                record = self._hold_without_frame(
-                    now, source_ok=True, detail=f"no frame decided since frame {last.frame_id}"
-                )
-            for listener in self.listeners:
-                listener(record)
+                why = self.supervision.holds_now() if self.supervision is not None else None
+                if why is not None:
+                    # a human paused or an alert opened: the beam holds now, not at the next frame
+                    self._supervised_hold(now, why)
+                elif now - last.available_wall_s > deadline_s:
+                    record = self._hold_without_frame(
+                        now, source_ok=True, detail=f"no frame decided since frame {last.frame_id}"
+                    )
+            if record is not None:
+                for listener in self.listeners:
+                    listener(record)
+
+    def _stream_time(self, wall_s: float) -> tuple[float, float]:
+        """(stream time now, seconds since the last frame became available); caller holds the lock."""
+        last = self._last
+        since = 0.0 if last is None else wall_s - last.available_wall_s
+        return (0.0 if last is None else float(last.acquisition_time_s)) + since, since
+
+    def _supervised_hold(self, wall_s: float, why: str) -> None:
+        """Hold the beam between frames because the session says so (caller holds the lock).
+
+        No decision record: the session has logged its cause (the pause, the alert).
+        """
+        decided, _ = self._stream_time(wall_s)
+        aperture = self.commands[-1].aperture_mm if self.commands else (0.0, 0.0)
+        frame_id = -1 if self._last is None else self._last.frame_id
+        self.commands.append(
+            BeamCommand(frame_id, decided, decided + self.latency_s, False, True, "supervision", aperture,
+                        supervision="safe_state")
+        )
+        log.info("beam hold between frames: %s", why)
 
     def _hold_without_frame(self, wall_s: float, *, source_ok: bool, detail: str) -> DecisionRecord:
         """A safety hold decided between frames (caller holds the lock)."""
         last = self._last
-        since = 0.0 if last is None else wall_s - last.available_wall_s
-        decided = (0.0 if last is None else float(last.acquisition_time_s)) + since
+        decided, since = self._stream_time(wall_s)
         confidence = float(last.results[CONFIDENCE]) if last is not None else float("nan")
         mask = None if last is None else np.asarray(last.results[PREDICTED_MASK])
         d = self.gate.decide(mask, confidence=confidence, frame_age_ms=since * 1e3, source_ok=source_ok)
@@ -576,52 +778,106 @@ class GateBeam(Operator):
         # No frame: the hold goes straight to the linac; the stated latency is kept as its bound.
         effect = decided + self.latency_s
         frame_id = -1 if last is None else last.frame_id
-        self.commands.append(BeamCommand(frame_id, decided, effect, False, True, d.reason, aperture))
         record = self._record(
             d, frame_id=frame_id, frame_time_s=None if last is None else float(last.acquisition_time_s),
             extra={"silence_ms": since * 1e3, "effect_time_s": effect},
         )
+        mode = "unsupervised"
+        if self.supervision is not None:
+            self.decisions.append((self.supervision.submit_hold(record), record))
+            mode = "applied"
+        self.commands.append(BeamCommand(frame_id, decided, effect, False, True, d.reason, aperture, supervision=mode))
         self.event_decisions.append(record)
         return record
 
 
-# ------------------------------------------------------------------------------------ audit
-class AuditWriter(Operator):
-    """Appends every gating decision to the hash-chained audit log; adds its row number.
+# ---------------------------------------------------------------------------------- display
+#: How the console words each supervision mode after the decision's explanation.
+MODE_WORDS = {
+    "applied": "in effect",
+    "pending": "pending: takes effect when the veto window closes",
+    "proposed": "proposed: waits for a human's approval",
+    "displayed": "displayed only (manual)",
+    "handed_over": "handed over to the human",
+    "safe_state": "not in effect: safe state",
+    "unsupervised": "unsupervised",
+}
 
-    Frame decisions arrive in ``results["decision"]``; decisions made outside the frame path
-    (a lost source) are passed to :meth:`append`, which is thread-safe.
+
+class PublishFrame(Sink):
+    """Publishes every frame to the supervised session as a :class:`FrameState` (the console's view).
+
+    The state carries the frame, the gating boundary, the tracked target contour, the predicted
+    target contour and centre, the beam as commanded after supervision, the tracking confidence,
+    the decision's explanation with what supervision did with it, and the SI / AP displacement
+    (tracked and predicted, mm from the planned position) for the trajectory plot, with the
+    gating margin as its band. Building it costs a few small objects; the console encodes it on
+    its own thread.
 
     Parameters
     ----------
-    audit
-        An open :class:`~igikit.supervise.audit.AuditLog`.
+    session
+        Where frames are published.
+    spacing_mm
+        (row, col) pixel spacing, mm.
+    latency_ms, margin_mm
+        For the labels and the plot's band.
     """
 
-    def __init__(self, audit: AuditLog, name: str = "audit") -> None:
-        self.audit = audit
-        #: (seq, record) of every decision appended in this run, in order.
-        self.appended: list[tuple[int, DecisionRecord]] = []
-        self._lock = threading.Lock()
+    def __init__(
+        self, session: SupervisedSession, spacing_mm: Sequence[float], *, latency_ms: float, margin_mm: float,
+        name: str = "display",
+    ) -> None:
+        self.session = session
+        self.spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
+        self.latency_ms = float(latency_ms)
+        self.margin_mm = float(margin_mm)
         super().__init__(name)
 
     def setup(self, spec: OperatorSpec) -> None:
-        """Reads the decision; adds its audit-log row number."""
-        spec.input(DECISION)
-        spec.output(AUDIT_SEQ)
+        """Reads the frame and the gate's results."""
+        spec.input(FRAME)
+        for key in (OVERLAY, BEAM_COMMAND_ON, CONFIDENCE, EXPLANATION, SUPERVISION, PREDICTED_CENTROID_MM, FRAME_VALID,
+                    TRACKED_SI_MM, TRACKED_AP_MM, PREDICTED_SI_MM, PREDICTED_AP_MM):
+            spec.input(key)
 
-    def start(self) -> None:
-        """Forget the previous run's list (the log itself keeps everything)."""
-        with self._lock:
-            self.appended = []
+    def frame_state(self, message: Message) -> FrameState:
+        """The :class:`FrameState` of one gated frame."""
+        r = message.results
+        contours = r[OVERLAY]
+        overlays: list[Overlay] = []
 
-    def append(self, record: DecisionRecord) -> int:
-        """Append ``record``; returns its row number (seq)."""
-        with self._lock:
-            seq = self.audit.append(record)
-            self.appended.append((seq, record))
-        return seq
+        def add(polygons: Sequence[Sequence[Sequence[float]]], label: str, style: Any) -> None:
+            for poly in polygons:
+                overlays.append(Overlay("contour", label, style, points_xy=tuple((p[1], p[0]) for p in poly)))
 
-    def compute(self, message: Message) -> Message:
-        """Log this frame's decision."""
-        return message.with_results(**{AUDIT_SEQ: self.append(message.results[DECISION])})
+        add(contours.get("boundary", []), f"gating boundary (target + {self.margin_mm:g} mm)", "boundary")
+        add(contours.get("target", []), "target (tracked)", "tracked")
+        add(contours.get("predicted", []), f"target (predicted +{self.latency_ms:g} ms)", "predicted")
+        pc = np.asarray(r[PREDICTED_CENTROID_MM], dtype=np.float64)
+        if r[FRAME_VALID] and np.isfinite(pc).all():
+            overlays.append(Overlay.point(pc[1] / self.spacing[1], pc[0] / self.spacing[0], "predicted centre"))
+        on = bool(r[BEAM_COMMAND_ON])
+        confidence = float(r[CONFIDENCE])
+        mode = str(r[SUPERVISION])
+        return FrameState(
+            frame_id=int(message.frame_id),
+            acquisition_time_s=float(message.acquisition_time_s),
+            frame=message.frame,
+            overlays=tuple(overlays),
+            beam_on=on,
+            output=f"beam {'on' if on else 'hold'}",
+            confidence=confidence if np.isfinite(confidence) else None,
+            explanation=f"{r[EXPLANATION]} [{MODE_WORDS.get(mode, mode)}]",
+            trace={
+                "tracked SI (mm)": float(r[TRACKED_SI_MM]),
+                "predicted SI (mm)": float(r[PREDICTED_SI_MM]),
+                "tracked AP (mm)": float(r[TRACKED_AP_MM]),
+                "predicted AP (mm)": float(r[PREDICTED_AP_MM]),
+            },
+            trace_band=(-self.margin_mm, self.margin_mm),
+        )
+
+    def receive(self, message: Message) -> None:
+        """Publish this frame (a viewer's failure never reaches the treatment loop)."""
+        self.session.publish_frame(self.frame_state(message))

@@ -74,6 +74,7 @@ def summary(run: GatingRun, outcome: DeliveryOutcome) -> dict[str, Any]:
             "verified": check.ok,
             "head_hash": check.head_hash,
         },
+        "supervision": dict(run.supervision),
         "session_file": None if run.session_path is None else str(run.session_path),
         "latency": {
             "end_to_end_ms": _stats(run.latency.end_to_end),
@@ -397,9 +398,11 @@ def render_html(
     audit_line = (
         f'<span class="{"ok" if audit["verified"] else "bad"}">'
         f'{"verified" if audit["verified"] else "FAILED verification"}</span>: {audit["rows"]} rows, '
-        f'one per decision ({dec["total"]} decisions: {dec["beam_on"]} beam on, {dec["hold"]} hold, '
-        f'{dec["safety"]} safety); head hash <code>{esc(audit["head_hash"][:16])}…</code>'
+        f'one per gating decision ({dec["total"]} decisions: {dec["beam_on"]} beam on, {dec["hold"]} hold, '
+        f'{dec["safety"]} safety), the rest supervision (session start, alerts, veto windows closing, human '
+        f'actions); head hash <code>{esc(audit["head_hash"][:16])}…</code>'
     )
+    supervision_html = _supervision_html(facts.get("supervision") or {})
     lat = run.latency
     lat_rows = [
         (name, st.n, _fmt(st.median_ms, 2), _fmt(st.p99_ms, 2), _fmt(st.max_ms, 2))
@@ -447,6 +450,8 @@ predicted target (each aim after the system latency); it stops only for safety h
 {_img(figures["trajectory"], "trajectory")}
 <h2>Tracking confidence and holds</h2>
 {_img(figures["confidence"], "confidence")}
+<h2>Supervision</h2>
+{supervision_html}
 <h2>Decisions</h2>
 <p>{audit_line}</p>
 {dec_table}
@@ -457,6 +462,31 @@ predicted target (each aim after the system latency); it stops only for safety h
 <div>{lat_table}<p class="meta">{esc(lat.summary_line())}</p></div></div>
 </body></html>
 """
+
+
+def _supervision_html(sup: Mapping[str, Any]) -> str:
+    """The supervision section: level, who supervised, what supervision did to the beam decisions."""
+    if not sup:
+        return "<p>Not supervised.</p>"
+
+    def counts(d: Mapping[str, int]) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items()) or "none"
+
+    rows = [
+        ("autonomy level", f"{sup['level_start']} ({sup['level_label']}) at the start, {sup['level_end']} at the end"),
+        ("veto window (level 2) / handover below confidence (level 3)",
+         f"{sup['veto_window_s']:g} s / {sup['handover_confidence']:g}"),
+        ("beam decisions by what supervision did", counts(sup["modes"])),
+        ("alerts raised (each held the beam until acknowledged)", counts(sup["alerts"])),
+        ("acknowledged automatically (headless policy)", str(sup["acknowledged_automatically"])),
+        ("human actions", counts(sup["human_actions"])),
+        ("people", ", ".join(sup["people"]) or "none"),
+    ]
+    note = (
+        f'<p class="note"><b>Headless run.</b> {html.escape(sup["note"])}.</p>' if sup["headless"] else
+        f'<p class="meta">{html.escape(sup["note"])}.</p>'
+    )
+    return note + _table(("", ""), rows)
 
 
 def write_report(

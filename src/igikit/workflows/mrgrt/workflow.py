@@ -2,29 +2,38 @@
 
 Reading :meth:`GatingWorkflow.compose` gives the whole data path::
 
-    ReplaySource -> track -> predict -> gate -> audit -> (recorder, trace, progress / console hooks)
+    ReplaySource -> track -> predict -> gate (+ supervised session) -> (recorder, trace, display, progress)
 
 * ``track`` follows the target on each cine frame (any method of
   :func:`~igikit.workflows.mrgrt.tracking.make_tracker`, default ``ensemble``);
 * ``predict`` predicts the target centroid (SI and AP, one online predictor per axis) at the
   frame's acquisition time plus the system latency, and moves the tracked mask there;
 * ``gate`` decides beam on / hold from the *predicted* mask, with the safety interlocks (stale
-  frame, low confidence, NaN frame, and the engine's ``source_lost`` event) and simulates the
-  beam obeying each decision after the system latency;
-* ``audit`` appends every decision record to the hash-chained audit log;
+  frame, low confidence, NaN frame, and the engine's ``source_lost`` event), submits every
+  decision to the :class:`~igikit.supervise.session.SupervisedSession` — which writes it to the
+  hash-chained audit log (once) and rules, by autonomy level, veto window, open alerts and pause,
+  what takes effect — and simulates the beam obeying the session's effective value after the
+  system latency; low confidence or a frame near its deadline raises an alert that keeps the beam
+  held until acknowledged (a handover at level 3), and a lost source raises one too;
+* ``display`` publishes each frame as a :class:`~igikit.supervise.session.FrameState` (contours,
+  predicted centre, boundary, beam, confidence, explanation, SI / AP trace) for the console;
 * the recorder stores every frame with its results (tracked and predicted centroid and mask,
-  contours, beam state, confidence, explanation) in a session file a console can replay.
+  contours, beam decision and command, supervision, confidence, explanation) in a session file a
+  console can replay.
 
 :func:`run_gating` runs a case through it, writing ``session.h5`` and ``audit.db`` into an output
-folder (and removing them again if the run fails).
+folder (and removing them again if the run fails). A run nobody watches (``igikit gate``) is
+*headless*: see :class:`SupervisionSettings` for what its alerts do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,15 +46,19 @@ from igikit.io.trackrad import CineCase
 from igikit.stream.application import Application
 from igikit.stream.events import StreamEvent
 from igikit.stream.latency import LatencyReport
+from igikit.stream.message import Message
 from igikit.stream.operator import Operator
 from igikit.stream.operators import CollectResults
 from igikit.stream.recorder import Recorder
 from igikit.stream.source import ReplaySource, Source
 from igikit.supervise.audit import AuditLog
-from igikit.supervise.records import DecisionRecord
+from igikit.supervise.autonomy import AutonomyLevel, AutonomyPolicy
+from igikit.supervise.records import DecisionRecord, HumanAction
+from igikit.supervise.session import SupervisedSession
 from igikit.workflows.mrgrt.delivery import DeliveryOutcome, ReferenceMotion, analyse_delivery
 from igikit.workflows.mrgrt.gating import GatingConfig
 from igikit.workflows.mrgrt.operators import (
+    BEAM_COMMAND_ON,
     BEAM_EFFECT_TIME_S,
     BEAM_EFFECTIVE_ON,
     BEAM_ON,
@@ -63,11 +76,13 @@ from igikit.workflows.mrgrt.operators import (
     PREDICTED_NEXT_MASK,
     PREDICTION_READY,
     SAFETY,
+    SUPERVISION,
     TARGET_MASK,
-    AuditWriter,
     BeamCommand,
+    BeamSupervision,
     GateBeam,
     PredictTarget,
+    PublishFrame,
     TrackTarget,
 )
 
@@ -88,6 +103,8 @@ TRACE_KEYS: tuple[str, ...] = (
     PREDICTED_NEXT_CENTROID_MM,
     PREDICTION_READY,
     BEAM_ON,
+    BEAM_COMMAND_ON,
+    SUPERVISION,
     BEAM_EFFECTIVE_ON,
     BEAM_EFFECT_TIME_S,
     GATE_REASON,
@@ -194,8 +211,79 @@ class GatingSettings:
         return d
 
 
+#: The supervision summary's headless note (the report and the terminal print it).
+HEADLESS_NOTE = (
+    "No human supervisor watched, so every alert was acknowledged automatically (logged as "
+    "'igikit-headless') at the first frame on which its condition had cleared; the beam stayed held "
+    "while the condition lasted"
+)
+
+
+@dataclass(frozen=True)
+class SupervisionSettings:
+    """How a gating run is supervised: the session's starting state and who acknowledges alerts.
+
+    Parameters
+    ----------
+    level
+        Starting autonomy level, 0-3 (only a physicist changes it later, in the console).
+    veto_window_s
+        Level 2: seconds a human has to veto a beam-on decision before it takes effect.
+    handover_confidence
+        Level 3 hands over to the human (alert, beam held) below this tracking confidence; the
+        default is the gate's own minimum confidence (0.5), so the handover and the confidence
+        interlock trip together.
+    near_limit_frac
+        A frame this share of the stale-frame deadline old is *near the limit*: an alert (handover
+        at level 3).
+    headless
+        Nobody watches (``igikit gate``, ``igikit demo --no-console``). An alert holds the beam
+        until it is acknowledged; with no human that would be for the rest of the run after the
+        first one, so the headless policy acknowledges each alert itself (as ``igikit-headless``,
+        logged) at the first frame on which its condition has cleared. The default for a headless
+        run is therefore level 3 (act; hand over on low confidence or a near limit) with this
+        policy: the beam follows the gate, holds through every interlock and every alert, and the
+        report says the run was headless. Levels 0-2 headless mean a human who never acts: level 0
+        and 1 never turn the beam on, level 2 delays every beam-on by the veto window.
+    """
+
+    level: int = 3
+    veto_window_s: float = 3.0
+    handover_confidence: float = 0.5
+    near_limit_frac: float = 0.8
+    headless: bool = True
+
+    def __post_init__(self) -> None:
+        AutonomyLevel.parse(self.level)
+        self.policy()  # checks the veto window and the handover threshold
+        if not 0 < self.near_limit_frac <= 1:
+            raise InputError(f"near-limit fraction must be in (0, 1], got {self.near_limit_frac:g}")
+
+    def policy(self) -> AutonomyPolicy:
+        """The session's :class:`AutonomyPolicy`."""
+        return AutonomyPolicy(veto_window_s=self.veto_window_s, handover_confidence=self.handover_confidence)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for the session file and the reports."""
+        return asdict(self)
+
+
+def open_session(
+    audit: AuditLog, supervision: SupervisionSettings, *, session_id: str | None = None
+) -> SupervisedSession:
+    """A :class:`SupervisedSession` for a gating run, logging to ``audit`` (beam safe value: hold)."""
+    return SupervisedSession(
+        audit,
+        workflow=WORKFLOW,
+        session_id=session_id if session_id is not None else uuid.uuid4().hex[:12],
+        level=AutonomyLevel.parse(supervision.level),
+        policy=supervision.policy(),
+        safe_values={"beam": "hold"},
+    )
+
+
 class GatingWorkflow(Application):
-    """Cine frames -> tracking -> prediction -> gating -> audit log and sinks.
+    """Cine frames -> tracking -> prediction -> supervised gating -> sinks (recorder, display...).
 
     Parameters
     ----------
@@ -208,14 +296,15 @@ class GatingWorkflow(Application):
         (row, col) pixel spacing, mm.
     settings
         The run's settings.
-    audit
-        The audit log every decision is appended to.
+    session
+        The supervised session: every decision is submitted to it (it writes the audit log), every
+        frame published to it, the engine's stream events reported to it.
+    supervision
+        Headless policy and near-limit threshold (the session holds level and policy).
     recorder
         Records every frame with its results (the decision objects excluded: the log has them).
     sinks
-        More sinks fed after the audit log (a progress display, a console hook).
-    session_id
-        Stored in every decision record.
+        More sinks fed after the display (a progress display).
     """
 
     def __init__(
@@ -225,47 +314,57 @@ class GatingWorkflow(Application):
         spacing_mm: Sequence[float],
         settings: GatingSettings,
         *,
-        audit: AuditLog,
+        session: SupervisedSession,
+        supervision: SupervisionSettings | None = None,
         recorder: Recorder | None = None,
         sinks: Sequence[Operator] = (),
-        session_id: str = "",
     ) -> None:
         super().__init__(
             deadline_ms=settings.max_frame_age_ms, source_timeout_s=settings.source_timeout_s, log_drops=False
         )
+        supervision = supervision or SupervisionSettings()
         self.source = source
         self.settings = settings
-        self.session_id = session_id
+        self.session = session
+        self.session_id = session.session_id
         self.track = TrackTarget(first_label, spacing_mm, settings.tracking_method)
         rate = source.metadata().get("frame_rate_hz")
         interval = 1.0 / float(rate) if settings.cover_interval and rate and np.isfinite(rate) and rate > 0 else None
         self.predict = PredictTarget(
             settings.latency_s, spacing_mm, settings.predictor, min_confidence=settings.min_confidence, hold_s=interval
         )
+        self.supervision = BeamSupervision(
+            session, min_confidence=settings.min_confidence, stale_after_ms=settings.max_frame_age_ms,
+            near_limit_frac=supervision.near_limit_frac, headless=supervision.headless,
+        )
         self.gate = GateBeam(
             first_label, spacing_mm, settings.gating_config(), latency_s=settings.latency_s,
-            hold_until_predicted=settings.hold_until_predicted, session_id=session_id, workflow=WORKFLOW,
+            hold_until_predicted=settings.hold_until_predicted, session_id=session.session_id, workflow=WORKFLOW,
+            supervision=self.supervision,
         )
-        self.audit = AuditWriter(audit)
         self.recorder = recorder
         self.trace = CollectResults(TRACE_KEYS, name="trace")
+        self.display = PublishFrame(
+            session, spacing_mm, latency_ms=settings.latency_ms, margin_mm=settings.margin_mm
+        )
         self.sinks = tuple(sinks)
 
     def compose(self) -> None:
-        """source -> track -> predict -> gate -> audit -> (recorder, trace, sinks); source_lost -> gate."""
+        """source -> track -> predict -> gate -> (recorder, trace, display, sinks); stream events -> gate, session."""
         self.add_flow(self.source, self.track)
         self.add_flow(self.track, self.predict)
         self.add_flow(self.predict, self.gate)
-        self.add_flow(self.gate, self.audit)
         if self.recorder is not None:
-            self.add_flow(self.audit, self.recorder)
-        self.add_flow(self.audit, self.trace)
+            self.add_flow(self.gate, self.recorder)
+        self.add_flow(self.gate, self.trace)
+        self.add_flow(self.gate, self.display)
         for sink in self.sinks:
-            self.add_flow(self.audit, sink)
+            self.add_flow(self.gate, sink)
         # A lost source produces no frame, so the hold cannot travel the frame path: the
-        # engine's watchdog event goes straight to the gate, whose decision goes to the log.
+        # engine's watchdog event goes straight to the gate (which submits its hold to the
+        # session), then to the session itself (an alert: the image source is lost).
         self.subscribe(self.gate.handle_event)
-        self.gate.listeners.append(self.audit.append)
+        self.subscribe(lambda e: self.session.note_stream_event(e.kind, e.detail, frame_id=e.frame_id))
 
     def on_decision(self, callback: Callable[[DecisionRecord], object]) -> None:
         """Also call ``callback`` with decisions made outside the frame path (a lost source).
@@ -275,9 +374,39 @@ class GatingWorkflow(Application):
         self.gate.listeners.append(callback)
 
 
+class StoppableSource(Source):
+    """Wraps a source so that a caller can end the run (the console's Ctrl-C) after the frame in flight."""
+
+    def __init__(self, inner: Source, stop: threading.Event) -> None:
+        super().__init__(inner.name, realtime=inner.realtime)
+        self.inner = inner
+        self.provides = inner.provides
+        self.halt = stop
+
+    @property
+    def n_frames(self) -> int | None:
+        """The inner source's frame count."""
+        return getattr(self.inner, "n_frames", None)
+
+    def metadata(self) -> dict[str, Any]:
+        """The inner source's metadata."""
+        return self.inner.metadata()
+
+    def messages(self, stop: threading.Event) -> Iterator[Message]:
+        """The inner source's messages until either stop is set."""
+        for message in self.inner.messages(stop):
+            if self.halt.is_set():
+                return
+            yield message
+
+
 @dataclass(frozen=True, eq=False)
 class GatingRun:
-    """What a gating run produced (its files, its in-memory trace and its beam commands)."""
+    """What a gating run produced (its files, its in-memory trace and its beam commands).
+
+    ``decisions`` holds the gate's decisions with their audit-log rows; ``supervision`` sums up
+    what supervision did (:func:`supervision_summary`).
+    """
 
     case: CineCase
     first_label: np.ndarray
@@ -294,7 +423,38 @@ class GatingRun:
     n_frames: int
     realtime: bool
     audit_head: str = ""
+    supervision: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def supervision_summary(
+    audit: AuditLog, session: SupervisedSession, supervision: SupervisionSettings, frames: Sequence[dict[str, Any]],
+    *, acknowledged_automatically: int,
+) -> dict[str, Any]:
+    """What supervision did in a run: level, modes of the beam decisions, alerts, human actions."""
+    alerts, actions = [], []
+    for entry in audit.records():
+        rec = entry.record
+        if isinstance(rec, DecisionRecord) and rec.decision == "alert" and rec.session_id == session.session_id:
+            alerts.append(str(rec.value))
+        elif isinstance(rec, HumanAction) and rec.session_id == session.session_id:
+            actions.append(rec)
+    by_person = [a for a in actions if a.operator != "igikit-headless"]
+    return {
+        "level_start": int(supervision.level),
+        "level_end": int(session.level),
+        "level_label": AutonomyLevel.parse(supervision.level).label,
+        "veto_window_s": supervision.veto_window_s,
+        "handover_confidence": supervision.handover_confidence,
+        "headless": supervision.headless,
+        "note": HEADLESS_NOTE if supervision.headless else "supervised in the console by the people named below",
+        "modes": dict(Counter(str(f[SUPERVISION]) for f in frames).most_common()),
+        "alerts": dict(Counter(alerts).most_common()),
+        "acknowledged_automatically": acknowledged_automatically,
+        "human_actions": dict(Counter(f"{a.action}{' (refused)' if a.refused else ''}" for a in by_person)),
+        "people": sorted({f"{a.operator} ({a.role})" for a in by_person}),
+        "open_alerts_at_end": len(session.open_alerts()),
+    }
 
 
 def spacing_rc(case: CineCase) -> tuple[float, float]:
@@ -334,8 +494,11 @@ def run_gating(
     source: Source | None = None,
     on_decision: Callable[[DecisionRecord], None] | None = None,
     on_event: Callable[[StreamEvent], None] | None = None,
+    supervision: SupervisionSettings | None = None,
+    session: SupervisedSession | None = None,
+    stop: threading.Event | None = None,
 ) -> GatingRun:
-    """Replay ``case`` through :class:`GatingWorkflow`; write ``session.h5`` and ``audit.db``.
+    """Replay ``case`` through :class:`GatingWorkflow` under supervision; write ``session.h5`` and ``audit.db``.
 
     Parameters
     ----------
@@ -345,7 +508,7 @@ def run_gating(
         Gating settings.
     out_dir
         Existing folder for the session file and the audit log; neither may exist yet. If the
-        run fails, both are removed again.
+        run fails, both are removed again (an audit log given with ``session`` is left to its owner).
     first_label
         (H, W) target on frame 0, for a case without a first label.
     fast
@@ -353,14 +516,24 @@ def run_gating(
     max_frames
         Replay only the first frames.
     sinks
-        Extra sinks (progress, a console hook).
+        Extra sinks (progress).
     record
         Write the session file.
     source
         Replace the replay of ``case`` by another source (tests: a source that stalls).
     on_decision, on_event
         Callbacks for decisions made outside the frame path and for stream events.
+    supervision
+        Autonomy level, policy, headless or not (default: :class:`SupervisionSettings()`,
+        headless at level 3). With ``session``, only its headless flag and near-limit threshold
+        are used (the session has its level and policy).
+    session
+        A session made by the caller (a console serves it; its audit log is the run's); default: a
+        new one logging to ``out_dir/audit.db``.
+    stop
+        Set it to end the replay after the frame in flight (the run then reports what it did).
     """
+    supervision = supervision or SupervisionSettings()
     label = case.first_label if first_label is None else first_label
     if label is None:
         raise InputError(f"case {case.case_id} has no first-frame target label; give a target")
@@ -376,29 +549,35 @@ def run_gating(
     if not out_dir.is_dir():
         raise InputError("output folder does not exist", out_dir)
     session_path = out_dir / SESSION_FILE if record else None
-    audit_path = out_dir / AUDIT_FILE
-    for path in (session_path, audit_path):
+    own_audit = session is None
+    audit_path = out_dir / AUDIT_FILE if own_audit else Path(session.audit.path)  # type: ignore[union-attr]
+    for path in (session_path, audit_path if own_audit else None):
         if path is not None and path.exists():
             raise InputError("already exists; choose another output folder", path)
     spacing = spacing_rc(case)
     if source is None:
         source = ReplaySource(case, realtime=not fast, max_frames=max_frames, name="replay")
-    session_id = uuid.uuid4().hex[:12]
+    if stop is not None:
+        source = StoppableSource(source, stop)
     recorder = None
-    audit = AuditLog(audit_path)
+    audit = AuditLog(audit_path) if own_audit else session.audit  # type: ignore[union-attr]
     try:
+        if session is None:
+            session = open_session(audit, supervision)
+        session_id = session.session_id or uuid.uuid4().hex[:12]
         if session_path is not None:
             meta = {
                 **source.metadata(),
                 "workflow": WORKFLOW,
                 "session_id": session_id,
-                "audit_log": AUDIT_FILE,
+                "audit_log": audit_path.name,
                 "settings": settings.as_dict(),
+                "supervision": supervision.as_dict(),
                 "spacing_rc_mm": list(spacing),
             }
             recorder = Recorder(session_path, metadata=meta, exclude=(DECISION, PREDICTED_NEXT_MASK), name="recorder")
         app = GatingWorkflow(
-            source, label, spacing, settings, audit=audit, recorder=recorder, sinks=sinks, session_id=session_id
+            source, label, spacing, settings, session=session, supervision=supervision, recorder=recorder, sinks=sinks
         )
         if on_decision is not None:
             app.on_decision(on_decision)
@@ -406,15 +585,21 @@ def run_gating(
             app.subscribe(on_event)
         latency = app.run()
         _, head = audit.head()
+        frames = list(app.trace.rows)
+        summary = supervision_summary(
+            audit, session, supervision, frames, acknowledged_automatically=app.supervision.acknowledged_automatically
+        )
     except BaseException:
         if recorder is not None:
             recorder.discard()
-        audit.close()
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                Path(f"{audit_path}{suffix}").unlink()
+        if own_audit:
+            audit.close()
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{audit_path}{suffix}").unlink()
         raise
-    audit.close()
+    if own_audit:
+        audit.close()
     n = getattr(source, "n_frames", None)
     return GatingRun(
         case=case,
@@ -422,16 +607,18 @@ def run_gating(
         spacing_mm=spacing,
         settings=settings,
         session_id=session_id,
-        frames=list(app.trace.rows),
+        frames=frames,
         commands=list(app.gate.commands),
-        decisions=list(app.audit.appended),
+        decisions=list(app.gate.decisions),
         latency=latency,
         events=list(app.events),
         session_path=session_path,
         audit_path=audit_path,
-        n_frames=int(n) if n is not None else latency.frames_received,
+        n_frames=latency.frames_received if (stop is not None and stop.is_set()) or n is None else int(n),
         realtime=source.realtime,
-        audit_head=head,
+        # a served session goes on logging human actions after the run: no head to pin
+        audit_head=head if own_audit else "",
+        supervision=summary,
     )
 
 
