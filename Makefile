@@ -15,13 +15,16 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	# Open3D (surface registration) loads libusb-1.0 at import
+# System libraries from Debian: Open3D (surface registration) loads libusb-1.0 at import.
+$(VENV)/.sysdeps: | $(VENV)/bin/python
 	dpkg -s libusb-1.0-0 >/dev/null 2>&1 || (apt-get update && apt-get install -y libusb-1.0-0)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/.sysdeps
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/.sysdeps
 	$(PIP) install --quiet -e '.[test]'
 	# scikit-surgery, only to cross-check pivot calibration: its own dependencies would replace
 	# OpenCV 5 and NumPy (see the crosscheck extra), and the pivot module needs neither.
