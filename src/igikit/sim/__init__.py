@@ -3,6 +3,7 @@
 ``igikit.sim.cine``: cine-MRI tracking cases built from real anatomy and real breathing traces.
 ``igikit.sim.heating``: Pennes bioheat simulation of focused-ultrasound heating.
 ``igikit.sim.thermometry``: complex MR thermometry frames of a known temperature series.
+``igikit.sim.spect``: multi-time-point Lu-177 SPECT scans of organs with known time-integrated activity.
 
 Public names are loaded on first use (PEP 562) so that ``igikit`` commands that do not simulate
 anything start without importing SciPy's signal and statistics modules.
@@ -28,6 +29,8 @@ _EXPORTS = {
     "SyntheticThermometry": "igikit.sim.thermometry",
     "load_complex_background": "igikit.sim.thermometry",
     "synthesize_frames": "igikit.sim.thermometry",
+    "SpectPhantom": "igikit.sim.spect",
+    "lu177_spect_phantom": "igikit.sim.spect",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -63,7 +63,11 @@ def register(sub: Any) -> None:
     d.add_argument("--voi", type=Path, default=None, metavar="LABELS", help="label image on the activity grid")
     d.add_argument("--resolution-mm", type=float, default=None, metavar="FWHM",
                    help="system resolution: correct VOI activities for partial volume")
+    d.add_argument("--no-register", action="store_true",
+                   help="time points are already registered and on the earliest image's grid")
     d.add_argument("--json", type=Path, default=None, metavar="OUT", help="per-VOI statistics as JSON")
+    d.add_argument("--report", type=Path, default=None, metavar="OUT.html",
+                   help="HTML report: dose maps, DVHs, time-activity curves with fits")
     d.set_defaults(func=_run_dose)
 
     b = sub.add_parser("bed", help="linear-quadratic BED of radionuclide therapy cycles")
@@ -87,6 +91,23 @@ def register(sub: Any) -> None:
     y.add_argument("--profile", default="adult", help="patient profile for the limits (default adult)")
     y.add_argument("--json", type=Path, default=None, metavar="OUT")
     y.set_defaults(func=_run_plan_y90)
+
+    lu = psub.add_parser("lu177", help="next Lu-177 cycle's activity under a cumulative kidney BED limit",
+                         description="From cycle-1 dosimetry (the JSON of igikit dose --json): the next cycle's "
+                         "activity that keeps the cumulative kidney BED below the limit (linear-quadratic model, "
+                         "profile radiobiology, kidney effective half-time from the TAC fit).")
+    lu.add_argument("--dosimetry", required=True, type=Path, metavar="CYCLE1.json", help="igikit dose --json output")
+    lu.add_argument("--administered-gbq", required=True, type=float, help="activity administered in cycle 1 (GBq)")
+    lu.add_argument("--kidney-voi", required=True, metavar="LABEL[,LABEL]",
+                    help="VOI label(s) of the kidneys in the JSON; the most restrictive kidney sets the plan")
+    lu.add_argument("--kidney-bed-limit-gy", type=float, default=None,
+                    help="cumulative kidney BED limit (28 with risk factors, 40 without; default: the profile's)")
+    lu.add_argument("--cycles-done", type=int, default=1, help="cycles given so far, each taken as cycle 1 (default 1)")
+    lu.add_argument("--effective-h", type=float, default=None,
+                    help="kidney effective half-time (h) when the dosimetry has no exponential fit")
+    lu.add_argument("--profile", default="adult", help="patient profile for radiobiology and limits (default adult)")
+    lu.add_argument("--json", type=Path, default=None, metavar="OUT")
+    lu.set_defaults(func=_run_plan_lu177)
 
 
 def _density(text: str | None, reference: Any) -> Any:
@@ -156,7 +177,8 @@ def _run_dose(args: argparse.Namespace) -> int:
         except InputError as exc:
             raise InputError(exc.problem, path) from None
     labels = read_image(args.voi, series=False) if args.voi is not None else None
-    density = _density(args.density, images[0])
+    earliest = min(range(len(timed)), key=lambda i: timed[i][1] or 0.0)
+    density = _density(args.density, images[earliest])
     try:
         result = compute_dose(
             images,
@@ -166,6 +188,8 @@ def _run_dose(args: argparse.Namespace) -> int:
             density_g_ml=density,
             labels=labels,
             resolution_mm=args.resolution_mm,
+            register=not args.no_register,
+            names=[str(p) for p, _ in timed],
         )
     except InputError as exc:
         where = args.voi if labels is not None and "VOI" in exc.problem else None
@@ -177,7 +201,8 @@ def _run_dose(args: argparse.Namespace) -> int:
         "nuclide": nuc.name,
         "method": args.method,
         "half_life_h": nuc.half_life_h,
-        "times_h": [h for _, h in timed],
+        "times_h": list(result.times_h),
+        "registrations": [r.to_dict() if r is not None else None for r in result.registrations],
         "dose_max_gy": float(dose.array.max()),
         "notes": list(result.notes),
         "vois": {str(k): v.to_dict() for k, v in result.vois.items()},
@@ -185,6 +210,10 @@ def _run_dose(args: argparse.Namespace) -> int:
     write_image(dose, args.out)
     if args.json is not None:
         _write_json(args.json, payload)
+    if args.report is not None:
+        from igikit.workflows.theranostics.report import write_report
+
+        write_report(result, args.report, labels=labels, nuclide_name=nuc.name)
     print(f"dose ({args.method}, {nuc.name}): max {payload['dose_max_gy']:.4g} Gy -> {args.out}")
     for k, v in result.vois.items():
         print(f"  VOI {k}: {v.volume_ml:.1f} mL, TIA {v.tia_mbq_h:.4g} MBq h, mean {v.mean_gy:.4g} Gy, "
@@ -270,4 +299,98 @@ def _run_plan_y90(args: argparse.Namespace) -> int:
     print(explanation)
     for w in warnings:
         print(f"warning: {w}")
+    return 0
+
+
+def _kidney_from_dosimetry(
+    payload: Any, label: str, path: Path, effective_h: float | None
+) -> tuple[float, float, float]:
+    """(mean dose Gy, relative SE of the dose, effective half-time h) of one VOI of a dose JSON."""
+    vois = payload.get("vois") if isinstance(payload, dict) else None
+    if not isinstance(vois, dict) or label not in vois:
+        known = ", ".join(vois) if isinstance(vois, dict) else "none"
+        raise InputError(f"no VOI {label!r} in the dosimetry (VOIs: {known})", path)
+    v = vois[label]
+    mean = v.get("mean_gy")
+    if not isinstance(mean, int | float) or not math.isfinite(mean) or mean <= 0:
+        raise InputError(f"VOI {label} has no positive mean_gy", path)
+    tia, se = v.get("tia_mbq_h"), v.get("tia_se_mbq_h")
+    rel = float(se) / float(tia) if isinstance(se, int | float) and isinstance(tia, int | float) and tia > 0 else 0.0
+    if effective_h is not None:
+        return float(mean), rel, effective_h
+    k = (v.get("fit") or {}).get("params", {}).get("k_per_h")
+    if not isinstance(k, int | float) or not k > 0:
+        model = (v.get("fit") or {}).get("model", "none")
+        raise InputError(f"VOI {label}'s time-activity fit ({model}) has no clearance rate; give --effective-h",
+                         path)
+    return float(mean), rel, math.log(2.0) / float(k)
+
+
+def _run_plan_lu177(args: argparse.Namespace) -> int:
+    from igikit.core.profile import load_profile
+    from igikit.supervise.records import DecisionRecord
+    from igikit.workflows.theranostics.planning import plan_lu177_next_cycle
+
+    try:
+        payload = json.loads(args.dosimetry.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", args.dosimetry) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable dosimetry JSON ({exc.__class__.__name__})", args.dosimetry) from None
+    if isinstance(payload, dict) and payload.get("nuclide") not in (None, "Lu-177"):
+        raise InputError(f"dosimetry is for {payload.get('nuclide')}, not Lu-177", args.dosimetry)
+    profile = load_profile(args.profile)
+    rb = profile.radiobiology("kidney")
+    limit = (args.kidney_bed_limit_gy if args.kidney_bed_limit_gy is not None
+             else profile.number("dosimetry_limits.kidney_bed_gy"))
+    labels = [t.strip() for t in args.kidney_voi.split(",") if t.strip()]
+    if not labels:
+        raise InputError("--kidney-voi needs at least one label")
+    plans = {}
+    for label in labels:
+        dose, rel, teff = _kidney_from_dosimetry(payload, label, args.dosimetry, args.effective_h)
+        plans[label] = plan_lu177_next_cycle(
+            kidney_gy=dose, administered_gbq=args.administered_gbq, effective_half_time_h=teff,
+            bed_limit_gy=limit, alpha_beta_gy=rb.alpha_beta_gy, repair_half_time_h=rb.repair_half_time_h,
+            cycles_done=args.cycles_done, kidney_gy_rel_se=rel,
+        )
+    binding = min(plans, key=lambda k: plans[k].activity_gbq)
+    plan = plans[binding]
+    explanation = f"{plan.explanation()}; kidney VOI {binding}; profile {profile.name}"
+    record = DecisionRecord(
+        decision="plan_activity",
+        value=f"{plan.activity_gbq:.2f} GBq",
+        explanation=explanation,
+        confidence=1.0,
+        component="theranostics.plan_lu177",
+        component_version="1",
+        workflow="theranostics",
+        proposal=True,
+        data={"activity_gbq": plan.activity_gbq, "activity_low_gbq": plan.activity_low_gbq,
+              "activity_high_gbq": plan.activity_high_gbq if math.isfinite(plan.activity_high_gbq) else -1.0,
+              "bed_total_gy": plan.bed_total_gy, "bed_limit_gy": plan.bed_limit_gy, "limits_ok": plan.limits_ok},
+    )
+    out = {
+        "activity_gbq": plan.activity_gbq,
+        "activity_low_gbq": plan.activity_low_gbq,
+        "activity_high_gbq": plan.activity_high_gbq if math.isfinite(plan.activity_high_gbq) else None,
+        "kidney_voi": binding,
+        "kidneys": {k: {"gy_per_gbq": p.kidney_gy_per_gbq, "effective_half_time_h": p.effective_half_time_h,
+                        "bed_done_gy": p.bed_done_gy, "activity_gbq": p.activity_gbq} for k, p in plans.items()},
+        "kidney_gy_next": plan.kidney_gy_next,
+        "bed_done_gy": plan.bed_done_gy,
+        "bed_total_gy": plan.bed_total_gy,
+        "bed_limit_gy": plan.bed_limit_gy,
+        "alpha_beta_gy": plan.alpha_beta_gy,
+        "repair_half_time_h": plan.repair_half_time_h,
+        "cycles_done": plan.cycles_done,
+        "limits_ok": plan.limits_ok,
+        "explanation": explanation,
+        "profile": profile.name,
+        "model": "linear-quadratic BED, mono-exponential dose rate and repair (Dale 1985; Bodei et al. 2008)",
+        "decision": record.to_dict(),
+    }
+    if args.json is not None:
+        _write_json(args.json, out)
+    print(explanation)
     return 0

@@ -9,9 +9,10 @@ activity concentration (Bq/mL) on one grid:
   distribution of the TIA; per VOI, a fitted curve (AICc choice, :func:`.tac.fit_time_activity`)
   gives the VOI's TIA, and the VOI's voxels are rescaled so that they sum to it.
 
-Not done here yet: rigid registration of the time points (images must share the first one's grid;
-register them beforehand), and reading decay-correction tags beyond what :func:`igikit.io.image.read_image`
-applies.
+Several time points are registered rigidly into the earliest one's frame and resampled onto its
+grid first (:mod:`.registration`), unless ``register=False`` (pre-registered data, which must then
+share the earliest image's grid). Not done here: reading decay-correction tags beyond what
+:func:`igikit.io.image.read_image` applies.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from igikit.workflows.theranostics.dose import (
     voxel_volume_ml,
 )
 from igikit.workflows.theranostics.nuclides import nuclide
+from igikit.workflows.theranostics.registration import RigidRegistration, register_time_points
 from igikit.workflows.theranostics.tac import TacFit, fit_time_activity, trapezoid_tia
 
 log = logging.getLogger(__name__)
@@ -78,11 +80,35 @@ class VoiDose:
 
 @dataclass(frozen=True)
 class DoseResult:
-    """An absorbed-dose map (Gy) on the activity grid and the statistics of each VOI."""
+    """An absorbed-dose map (Gy) on the activity grid and the statistics of each VOI.
+
+    Attributes
+    ----------
+    dose
+        Absorbed dose (Gy) on the grid of the earliest image.
+    vois
+        Statistics per VOI label.
+    notes
+        What was assumed or corrected, one sentence each.
+    times_h
+        Times of the images, sorted (``None`` for a permanent implant imaged at administration).
+    activity
+        The earliest image in Bq/mL (the reference of the registration and of the dose grid).
+    voi_activity_mbq
+        Per VOI label, its activity (MBq) at each time point, after partial-volume correction where
+        requested: the points the time-activity fit saw.
+    registrations
+        Per time point (sorted), its rigid registration to the earliest (``None`` for the earliest
+        and when registration was off).
+    """
 
     dose: Image
     vois: dict[int, VoiDose] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    times_h: tuple[float | None, ...] = ()
+    activity: Image | None = None
+    voi_activity_mbq: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    registrations: tuple[RigidRegistration | None, ...] = ()
 
 
 def activity_concentration_bq_ml(image: Image, what: str = "image") -> np.ndarray:
@@ -162,13 +188,16 @@ def compute_dose(
     density_g_ml: float | np.ndarray = SOFT_TISSUE_G_ML,
     labels: Image | None = None,
     resolution_mm: float | None = None,
+    register: bool = True,
+    names: Sequence[str] | None = None,
 ) -> DoseResult:
     """Absorbed dose (Gy) from activity-concentration images at known times after administration.
 
     Parameters
     ----------
     images
-        3D images in Bq/mL on one grid (see :func:`activity_concentration_bq_ml`).
+        3D images in Bq/mL (see :func:`activity_concentration_bq_ml`). The earliest one gives the
+        grid of the dose and of the VOI labels.
     times_h
         Hours after administration of each image; ``None`` only for a single image (permanent
         implant imaged at administration).
@@ -182,33 +211,53 @@ def compute_dose(
         Optional VOI label image on the same grid; statistics per label value > 0.
     resolution_mm
         System FWHM (mm); when given, VOI activities are corrected for partial volume (GTM).
+    register
+        Register each later time point rigidly into the earliest one's frame and resample it onto
+        its grid (:func:`.registration.register_time_points`). ``False`` for pre-registered images,
+        which must then share the earliest image's grid.
+    names
+        A name per image (file names) for error messages; default ``"image k"``.
     """
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose kernel or local")
+    notes: list[str] = []
     if not images:
         raise InputError("no activity image given")
     if len(images) != len(times_h):
         raise InputError(f"{len(times_h)} times for {len(images)} images")
     nuc = nuclide(nuclide_name)
-    ref = images[0]
     if len(images) > 1 and any(t is None for t in times_h):
         raise InputError("several images need a time each: write IMAGE@HOURS (hours after administration)")
-    for k, im in enumerate(images[1:], start=2):
-        if not ref.same_grid(im):
-            raise GeometryError(
-                f"time point {k} is not on the first image's grid (size {im.size} vs {ref.size}); "
-                "register and resample it first"
-            )
-    order = np.argsort([t if t is not None else 0.0 for t in times_h], kind="stable")
+    labels_of = list(names) if names is not None else [f"image {k}" for k in range(1, len(images) + 1)]
+    if len(labels_of) != len(images):
+        raise InputError(f"{len(labels_of)} names for {len(images)} images")
+    order = [int(i) for i in np.argsort([t if t is not None else 0.0 for t in times_h], kind="stable")]
     times = [times_h[i] for i in order]
-    conc = [activity_concentration_bq_ml(images[i], f"image {i + 1}") for i in order]
+    conc = [activity_concentration_bq_ml(images[i], labels_of[i]) for i in order]
     if any(t is not None and (not math.isfinite(t) or t < 0) for t in times):
         raise InputError(f"times must be non-negative hours after administration, got {list(times_h)}")
     if len(set(times)) != len(times):
         raise InputError(f"two images share the same time: {list(times_h)}")
+    # the earliest image, in Bq/mL, is the reference of the registration, the dose and the VOIs
+    sorted_images = [images[i].with_array(c, units="Bq/mL") for i, c in zip(order, conc, strict=True)]
+    ref = sorted_images[0]
+    registrations: list[RigidRegistration | None] = [None] * len(sorted_images)
+    if len(images) > 1 and register:
+        sorted_images, registrations = register_time_points(sorted_images, names=[labels_of[i] for i in order])
+        conc = [np.asarray(im.array, dtype=np.float64) for im in sorted_images]
+        moved = [r for r in registrations if r is not None]
+        worst = max(moved, key=lambda r: float(np.linalg.norm(r.translation_mm)))
+        notes.append(f"{len(moved)} time point(s) registered rigidly to the one at {times[0]:g} h (largest shift "
+                     f"{float(np.linalg.norm(worst.translation_mm)):.1f} mm)")
+    else:
+        for k, im in enumerate(sorted_images[1:], start=2):
+            if not ref.same_grid(im):
+                raise GeometryError(
+                    f"time point {k} ({labels_of[order[k - 1]]}) is not on the earliest image's grid (size "
+                    f"{im.size} vs {ref.size}); let igikit register it (drop --no-register) or resample it first"
+                )
     vml = voxel_volume_ml(ref.spacing_mm)
     act_bq = np.stack([c * vml for c in conc])  # (T, z, y, x) Bq per voxel
-    notes: list[str] = []
     if len(conc) == 1:
         t0 = times[0] or 0.0
         tia_bq_s = permanent_implant_tia(act_bq[0], nuc.half_life_s, time_s=t0 * 3600.0)
@@ -268,4 +317,8 @@ def compute_dose(
                 max_gy=float(d.max()),
                 fit=voi_fit,
             )
-    return DoseResult(dose_image, vois, tuple(notes))
+    voi_activity: dict[int, tuple[float, ...]] = {}
+    if lab is not None:
+        voi_activity = {i: tuple(float(v) / 1e6 for v in per_time[:, col]) for col, i in enumerate(ids)}
+    return DoseResult(dose_image, vois, tuple(notes), times_h=tuple(times), activity=ref,
+                      voi_activity_mbq=voi_activity, registrations=tuple(registrations))

@@ -1,4 +1,4 @@
-"""Treatment planning formulas: the Y-90 partition model and linear-quadratic BED.
+"""Treatment planning formulas: the Y-90 partition model, linear-quadratic BED, Lu-177 next cycle.
 
 Both are plain functions; the command line (``igikit plan y90``, ``igikit bed``) wraps them and
 reads limits from a patient profile.
@@ -123,4 +123,112 @@ def partition_model_y90(
         lung_gy=lung,
         lung_limit_gy=float(lung_limit_gy),
         limits_ok=bool(lung <= lung_limit_gy),
+    )
+
+
+@dataclass(frozen=True)
+class Lu177CyclePlan:
+    """The next Lu-177 cycle's activity that keeps the cumulative kidney BED at its limit.
+
+    Activities in GBq, doses and BEDs in Gy; ``activity_low_gbq`` / ``activity_high_gbq`` carry the
+    kidney dose's relative standard error (from the TIA fit) into the activity (one standard error
+    higher dose per GBq gives the lower activity).
+    """
+
+    activity_gbq: float
+    activity_low_gbq: float
+    activity_high_gbq: float
+    kidney_gy_per_gbq: float
+    kidney_gy_next: float
+    bed_done_gy: float
+    bed_total_gy: float
+    bed_limit_gy: float
+    effective_half_time_h: float
+    alpha_beta_gy: float
+    repair_half_time_h: float
+    cycles_done: int
+    limits_ok: bool
+
+    def explanation(self) -> str:
+        """One sentence with the numbers behind the plan."""
+        if not self.limits_ok:
+            return (f"0 GBq: kidney BED after {self.cycles_done} cycle(s) is already {self.bed_done_gy:.1f} Gy, "
+                    f"at or above the {self.bed_limit_gy:.0f} Gy limit")
+        return (
+            f"{self.activity_gbq:.2f} GBq (range {self.activity_low_gbq:.2f}-{self.activity_high_gbq:.2f}): kidney "
+            f"{self.kidney_gy_per_gbq:.3f} Gy/GBq, {self.kidney_gy_next:.2f} Gy this cycle; cumulative kidney BED "
+            f"{self.bed_done_gy:.1f} Gy after {self.cycles_done} cycle(s) + this cycle = {self.bed_total_gy:.1f} Gy "
+            f"(limit {self.bed_limit_gy:.0f}; alpha/beta {self.alpha_beta_gy:g} Gy, "
+            f"repair {self.repair_half_time_h:g} h, T_eff {self.effective_half_time_h:.1f} h)"
+        )
+
+
+def _max_dose_for_bed(bed_gy: float, g: float) -> float:
+    """The dose ``D`` with ``D + g D^2 = bed_gy`` (``g > 0``), by the stable form of the quadratic root."""
+    return 2.0 * bed_gy / (1.0 + math.sqrt(1.0 + 4.0 * g * bed_gy))
+
+
+def plan_lu177_next_cycle(
+    *,
+    kidney_gy: float,
+    administered_gbq: float,
+    effective_half_time_h: float,
+    bed_limit_gy: float,
+    alpha_beta_gy: float,
+    repair_half_time_h: float,
+    cycles_done: int = 1,
+    kidney_gy_rel_se: float = 0.0,
+) -> Lu177CyclePlan:
+    """Activity of the next Lu-177 cycle that brings the cumulative kidney BED to ``bed_limit_gy``.
+
+    Cycle-1 dosimetry gives the kidney dose per administered activity ``d = D_1 / A_1`` (Gy/GBq)
+    and the kidney's effective half-time. Each of the ``cycles_done`` cycles is taken to have given
+    ``D_1`` (only cycle 1 was measured), complete repair between cycles, and the next cycle the same
+    kinetics, so with ``g = T_rep / ((alpha/beta) (T_rep + T_eff))`` (:func:`bed_lq`)::
+
+        BED_done = n (D_1 + g D_1^2)
+        D_next   = largest D with D + g D^2 <= limit - BED_done
+        A_next   = D_next / d
+
+    (Bodei et al., EJNMMI 35 (2008) 1847: kidney BED limits 28 Gy with risk factors, 40 Gy without.)
+
+    Examples
+    --------
+    >>> p = plan_lu177_next_cycle(kidney_gy=4.0, administered_gbq=7.4, effective_half_time_h=40.0,
+    ...                           bed_limit_gy=28.0, alpha_beta_gy=2.5, repair_half_time_h=2.8)
+    >>> round(p.activity_gbq, 2), round(p.bed_total_gy, 6)
+    (30.48, 28.0)
+    """
+    d1 = _positive(kidney_gy, "kidney dose of cycle 1")
+    a1 = _positive(administered_gbq, "administered activity")
+    teff = _positive(effective_half_time_h, "kidney effective half-time")
+    limit = _positive(bed_limit_gy, "kidney BED limit")
+    ab = _positive(alpha_beta_gy, "alpha/beta")
+    trep = _positive(repair_half_time_h, "repair half-time")
+    if int(cycles_done) != cycles_done or cycles_done < 1:
+        raise InputError(f"cycles done must be a whole number >= 1, got {cycles_done}")
+    rel = _positive(kidney_gy_rel_se, "relative standard error", allow_zero=True)
+    g = trep / (ab * (trep + teff))
+    per_gbq = d1 / a1
+    bed_done = cycles_done * bed_lq(d1, alpha_beta_gy=ab, repair_half_time_h=trep, effective_half_time_h=teff)
+    room = limit - bed_done
+    ok = room > 0
+    d_next = _max_dose_for_bed(room, g) if ok else 0.0
+    act = d_next / per_gbq
+    low = d_next / (per_gbq * (1.0 + rel))
+    high = d_next / (per_gbq * max(1.0 - rel, 1e-9)) if rel < 1 else math.inf
+    return Lu177CyclePlan(
+        activity_gbq=act,
+        activity_low_gbq=low,
+        activity_high_gbq=high,
+        kidney_gy_per_gbq=per_gbq,
+        kidney_gy_next=d_next,
+        bed_done_gy=bed_done,
+        bed_total_gy=bed_done + (d_next + g * d_next**2),
+        bed_limit_gy=limit,
+        effective_half_time_h=teff,
+        alpha_beta_gy=ab,
+        repair_half_time_h=trep,
+        cycles_done=int(cycles_done),
+        limits_ok=bool(ok),
     )
