@@ -3,7 +3,8 @@
 OpenCV's ``matchTemplate`` (TM_CCOEFF_NORMED, zero-mean NCC computed with FFTs / integral images)
 does the search; the peak is refined to sub-pixel precision with a separable parabola fit
 (Argyriou & Vlachos, "A study of sub-pixel motion estimation using phase correlation", 2006,
-compare their 3-point fits).
+compare their 3-point fits). An optional motion-continuity prior (a quadratic penalty on the
+distance from the expected position) keeps the match from jumping to a look-alike structure.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def match_template(
     *,
     search: tuple[int, int, int, int] | None = None,
     exclusion_px: int = 3,
+    expected_rc: tuple[float, float] | None = None,
+    continuity: float = 0.0,
+    continuity_px: float = 10.0,
 ) -> Match:
     """Best NCC position of ``template`` in ``image``.
 
@@ -51,6 +55,10 @@ def match_template(
         image); None searches everywhere.
     exclusion_px
         Radius around the best peak excluded when finding the second-best peak (ambiguity).
+    expected_rc, continuity, continuity_px
+        Motion continuity: the peak is chosen by ``NCC - continuity * (d / continuity_px)**2``,
+        ``d`` the distance (pixels) of the top-left position from ``expected_rc``. The returned
+        scores stay the plain NCC. ``continuity=0`` (default) or no ``expected_rc``: the plain maximum.
 
     Returns
     -------
@@ -72,7 +80,14 @@ def match_template(
     window = image[r0 : r1 + th, c0 : c1 + tw]
     scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
     scores = np.nan_to_num(scores, nan=-1.0)
-    _, best, _, (bc, br) = cv2.minMaxLoc(scores)
+    if expected_rc is not None and continuity > 0:
+        rr = np.arange(scores.shape[0], dtype=np.float32)[:, None] + (r0 - expected_rc[0])
+        cc = np.arange(scores.shape[1], dtype=np.float32)[None, :] + (c0 - expected_rc[1])
+        penalised = scores - np.float32(continuity / continuity_px**2) * (rr * rr + cc * cc)
+        _, _, _, (bc, br) = cv2.minMaxLoc(penalised)
+        best = float(scores[br, bc])
+    else:
+        _, best, _, (bc, br) = cv2.minMaxLoc(scores)
     dr = dc = 0.0
     if 0 < br < scores.shape[0] - 1:
         dr = _parabola_offset(scores[br - 1, bc], scores[br, bc], scores[br + 1, bc])

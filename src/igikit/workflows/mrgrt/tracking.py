@@ -10,14 +10,22 @@ Methods
     The first label on every frame: the baseline every report compares against.
 ``template``
     Normalised cross-correlation of the first-frame target neighbourhood (rigid translation),
-    searched near the last position, widened to the whole frame when the match is weak.
+    searched near the last position with a motion-continuity penalty; a frame that scores far
+    below the recent matches (corrupted, target hidden) keeps the last position at low confidence,
+    and the whole frame is searched again only when the target stays lost.
 ``registration``
     Deformable registration of every frame *to the first frame* (DIS optical flow, warm-started
     from the last good flow), carrying the label along the flow. Registering to frame 0 rather than
-    chaining frame-to-frame keeps the target from drifting.
+    chaining frame-to-frame keeps the target from drifting; a frame whose similarity after
+    registration drops well below the recent ones is treated as corrupted and the last good
+    result is kept.
 ``ensemble``
-    Runs ``template`` and ``registration``; the mask is their confidence-weighted soft vote and
-    the confidence falls with their disagreement (centroid distance and overlap).
+    Runs any set of member trackers (default ``template`` and ``registration``): a robust,
+    reliability-weighted consensus of their positions, the shape from the deformable members moved
+    onto it, and a confidence that falls when the members disagree.
+
+Every label is carried as a soft map (:func:`soft_label`), so a sub-pixel motion moves its
+thresholded boundary by a sub-pixel amount instead of snapping it to the pixel grid.
 """
 
 from __future__ import annotations
@@ -41,7 +49,12 @@ from igikit.register.template import match_template
 
 @dataclass(frozen=True)
 class TrackResult:
-    """The tracked target on one frame."""
+    """The tracked target on one frame.
+
+    ``details`` holds per-method numbers; two keys have a shared meaning: ``corrupted`` (1.0: the
+    frame was judged corrupted and the last good result is repeated) and ``rigid`` (1.0: the mask
+    is the first label moved rigidly, so its shape carries no information; see the ensemble).
+    """
 
     mask: np.ndarray
     confidence: float
@@ -75,6 +88,27 @@ def _shift_soft(label: np.ndarray, shift_rc: tuple[float, float]) -> np.ndarray:
     return cv2.warpAffine(label.astype(np.float32), m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 
+def soft_label(label: np.ndarray, sigma_px: float = 1.0) -> np.ndarray:
+    """The label as a soft map whose 0.5 level is a smooth, sub-pixel boundary enclosing its area.
+
+    A binary label moved by a fraction of a pixel and thresholded snaps back to the pixel grid;
+    blurring it first by about a pixel (the partial-volume width of its true boundary) lets the
+    moved boundary fall where sub-pixel motion puts it. The blurred map is then rescaled so that
+    its 0.5 level encloses as many pixels as the label: a blur alone shrinks a small convex target
+    (by ~7 % of the area for a 4-pixel radius), which would make a gate see less of it outside.
+    """
+    binary = np.asarray(label) > 0
+    soft = ndimage.gaussian_filter(binary.astype(np.float32), sigma_px)
+    n = int(binary.sum())
+    if n == 0 or n >= soft.size:
+        return soft.astype(np.float32)
+    level = float(np.partition(soft.ravel(), soft.size - n)[soft.size - n])  # n pixels are >= level
+    level = min(max(level, 1e-3), 1.0 - 1e-3)
+    low = soft * np.float32(0.5 / level)
+    high = np.float32(0.5) + (soft - np.float32(level)) * np.float32(0.5 / (1.0 - level))
+    return np.where(soft < level, low, high).astype(np.float32)
+
+
 class Tracker(ABC):
     """A causal single-target tracker for a 2D cine series."""
 
@@ -90,6 +124,7 @@ class Tracker(ABC):
             raise InputError("the first frame contains NaN or infinite values")
         self.spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
         self.label0 = (np.asarray(label0) > 0).astype(np.uint8)
+        self.soft0 = soft_label(self.label0)
         self.shape = frame0.shape
         self.window = intensity_window(frame0)
         self.frame0_u8 = to_uint8(frame0, self.window)
@@ -126,54 +161,91 @@ class CopyTracker(Tracker):
     def update(self, frame: np.ndarray) -> TrackResult:
         r0, r1, c0, c1 = self.box
         sim = _ncc(to_uint8(frame, self.window)[r0:r1, c0:c1], self.frame0_u8[r0:r1, c0:c1])
-        return self.result(self.label0.astype(np.float32), sim, ncc=sim)
+        return self.result(self.label0.astype(np.float32), sim, ncc=sim, rigid=1.0)
 
 
 class TemplateTracker(Tracker):
-    """Rigid NCC template tracking of the first-frame target neighbourhood.
+    """Rigid NCC template tracking of the first-frame target neighbourhood, with motion continuity.
+
+    Each frame is searched within ``search_mm`` of the last position, the peak chosen with a
+    quadratic penalty on the distance moved (so a look-alike structure does not capture the
+    match). A frame whose best score falls far below the recent scores (a corrupted frame, or
+    the target hidden) keeps the last position at low confidence; the whole frame is searched
+    again only after ``redetect_after`` such frames in a row, and the far match is taken only if
+    it scores like the target did.
 
     Parameters
     ----------
     margin_mm
         Context around the target's bounding box included in the template.
     search_mm
-        Search radius around the last position; the whole frame is searched when the match there
-        scores below ``rescue_score``.
+        Search radius around the last position (mm).
+    continuity
+        NCC penalty for moving the whole search radius (quadratic in the distance).
+    drop_fraction
+        A score below ``(1 - drop_fraction)`` times the median of the last accepted scores is a miss.
+    redetect_after, max_hold
+        Misses in a row before a whole-frame search; before the local match is accepted anyway
+        (the target's appearance has really changed).
     """
 
     name = "template"
 
-    def __init__(self, margin_mm: float = 8.0, search_mm: float = 20.0, rescue_score: float = 0.5) -> None:
+    def __init__(self, margin_mm: float = 8.0, search_mm: float = 20.0, continuity: float = 0.15,
+                 drop_fraction: float = 0.35, redetect_after: int = 2, max_hold: int = 4) -> None:
         self.margin_mm = margin_mm
         self.search_mm = search_mm
-        self.rescue_score = rescue_score
+        self.continuity = continuity
+        self.drop_fraction = drop_fraction
+        self.redetect_after = redetect_after
+        self.max_hold = max_hold
 
     def _start(self) -> None:
         self.box = _padded_box(self.label0, self.px(self.margin_mm))
         r0, r1, c0, c1 = self.box
         self.template = self.frame0_u8[r0:r1, c0:c1].copy()
         self.last = (float(r0), float(c0))
+        self.scores: deque[float] = deque(maxlen=15)
+        self.misses = 0
+        self.exclusion = max(3, min(r1 - r0, c1 - c0) // 4)
+        self.last_result: TrackResult | None = None
 
     def update(self, frame: np.ndarray) -> TrackResult:
         img = to_uint8(frame, self.window)
         sr, sc = self.px(self.search_mm)
-        lr, lc = self.last
-        m = match_template(img, self.template, search=(int(lr) - sr, int(lr) + sr + 1, int(lc) - sc, int(lc) + sc + 1))
-        if m.score < self.rescue_score:
-            wide = match_template(img, self.template)
-            if wide.score > m.score + 0.1:
-                m = wide
+        lr, lc = round(self.last[0]), round(self.last[1])
+        m = match_template(img, self.template, search=(lr - sr, lr + sr + 1, lc - sc, lc + sc + 1),
+                           exclusion_px=self.exclusion, expected_rc=self.last, continuity=self.continuity,
+                           continuity_px=float(max(sr, sc)))
+        base = float(np.median(self.scores)) if len(self.scores) >= 3 else None
+        redetected = 0.0
+        if base is not None and self.last_result is not None and m.score < (1.0 - self.drop_fraction) * base:
+            self.misses += 1
+            if self.misses >= self.redetect_after:
+                wide = match_template(img, self.template, exclusion_px=self.exclusion)
+                if wide.score >= (1.0 - 0.5 * self.drop_fraction) * base:  # it looks like the target again
+                    m, redetected = wide, 1.0
+            if not redetected and self.misses < self.max_hold:
+                prev = self.last_result
+                conf = 0.5 * prev.confidence * float(np.clip(m.score / base, 0.0, 1.0))
+                return TrackResult(prev.mask, conf, prev.centroid_mm, prev.soft,
+                                   {"ncc": m.score, "held": 1.0, "corrupted": 1.0, "rigid": 1.0})
+        self.misses = 0
+        self.scores.append(m.score)
         self.last = (m.row, m.col)
-        shift = (m.row - self.box[0], m.col - self.box[2])
-        soft = _shift_soft(self.label0, shift)
-        # A weak or ambiguous peak (a similar structure elsewhere) lowers confidence.
-        distinct = np.clip((m.score - m.second_score) / 0.1, 0.0, 1.0)
-        conf = np.clip((m.score - 0.3) / 0.6, 0.0, 1.0) * (0.5 + 0.5 * distinct)
-        return self.result(soft, float(conf), ncc=m.score, ncc_second=m.second_score)
+        soft = _shift_soft(self.soft0, (m.row - self.box[0], m.col - self.box[2]))
+        # A weak peak, one well below the recent scores, or a similar structure nearby lower confidence.
+        distinct = float(np.clip((m.score - m.second_score) / 0.1, 0.0, 1.0))
+        relative = float(np.clip(m.score / base, 0.0, 1.0)) if base else 1.0
+        conf = float(np.clip((m.score - 0.2) / 0.75, 0.0, 1.0)) * relative**2 * (0.5 + 0.5 * distinct)
+        res = self.result(soft, conf, ncc=m.score, ncc_second=m.second_score, redetected=redetected,
+                          held=0.0, corrupted=0.0, rigid=1.0)
+        self.last_result = res
+        return res
 
 
 class RegistrationTracker(Tracker):
-    """Deformable registration of each frame to frame 0 (DIS optical flow); the label follows the flow.
+    """Deformable registration of each frame to frame 0 (optical flow); the label follows the flow.
 
     Parameters
     ----------
@@ -184,28 +256,40 @@ class RegistrationTracker(Tracker):
     corruption_drop
         A frame whose post-registration similarity falls this far below the recent median is
         treated as corrupted (ghosting, noise burst): the last good result is kept, confidence low.
+    finest_scale
+        DIS's finest pyramid level (0: full resolution; None: the preset's).
+    algorithm
+        ``"dis"`` or ``"farneback"`` (see :class:`~igikit.register.flow2d.FlowRegistration2D`).
+    max_hold
+        Corrupted frames in a row after which the new registration is accepted anyway (at low
+        confidence), so a lasting change of the image cannot freeze the tracker.
     """
 
     name = "registration"
 
     def __init__(self, roi_mm: float = 45.0, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-                 corruption_drop: float = 0.25) -> None:
+                 corruption_drop: float = 0.25, finest_scale: int | None = None, algorithm: str = "dis",
+                 max_hold: int = 4) -> None:
         self.roi_mm = roi_mm
         self.preset = preset
         self.corruption_drop = corruption_drop
+        self.finest_scale = finest_scale
+        self.algorithm = algorithm
+        self.max_hold = max_hold
 
     def _start(self) -> None:
         self.roi = _padded_box(self.label0, self.px(self.roi_mm))
         r0, r1, c0, c1 = self.roi
         self.ref = self.frame0_u8[r0:r1, c0:c1].copy()
-        self.label_roi = self.label0[r0:r1, c0:c1].astype(np.float32)
-        self.reg = FlowRegistration2D(self.ref, self.preset)
+        self.label_roi = self.soft0[r0:r1, c0:c1].copy()
+        self.reg = FlowRegistration2D(self.ref, self.preset, self.finest_scale, self.algorithm)
         # Similarity is measured around the target (its box + 5 mm), where the registration matters.
         near = _padded_box(self.label0, self.px(5.0))
         self.near = (near[0] - r0, near[1] - r0, near[2] - c0, near[3] - c0)
         self.flow: np.ndarray | None = None
         self.history: deque[float] = deque(maxlen=15)
         self.last_result: TrackResult | None = None
+        self.held = 0
 
     def _place(self, soft_roi: np.ndarray) -> np.ndarray:
         full = np.zeros(self.shape, np.float32)
@@ -229,55 +313,117 @@ class RegistrationTracker(Tracker):
         sim = _ncc(warped[sel], moving[sel])
         baseline = float(np.median(self.history)) if len(self.history) >= 3 else None
         corrupted = baseline is not None and sim < baseline - self.corruption_drop
-        if corrupted and self.last_result is not None:
+        if corrupted and self.last_result is not None and self.held < self.max_hold:
+            self.held += 1
             prev = self.last_result
             return TrackResult(prev.mask, 0.25 * prev.confidence, prev.centroid_mm, prev.soft,
                                {"ncc": sim, "corrupted": 1.0})
+        accepted_late = 0.5 if corrupted else 1.0
+        self.held = 0
         self.history.append(sim)
         self.flow = flow
-        conf = np.clip((sim - 0.4) / 0.5, 0.0, 1.0)
-        res = self.result(self._place(soft_roi), float(conf), ncc=sim, corrupted=0.0)
+        relative = float(np.clip(sim / baseline, 0.0, 1.0)) if baseline else 1.0
+        conf = float(np.clip((sim - 0.3) / 0.5, 0.0, 1.0)) * relative**2 * accepted_late
+        res = self.result(self._place(soft_roi), conf, ncc=sim, corrupted=0.0)
         self.last_result = res
         return res
 
 
 class EnsembleTracker(Tracker):
-    """Template and registration trackers voting; their agreement is the confidence.
+    """Trackers voting on the target's position; the deformable ones give its shape.
+
+    Each member's position is weighted by its own confidence and by its reliability, an
+    exponential moving average of how well it has agreed with the consensus; a member far from the
+    consensus of the others counts less (iteratively reweighted mean, Gaussian kernel of width
+    ``agreement_mm``), so one member losing the target does not drag the result. Members whose
+    result is a rigidly moved first label (``details["rigid"]``) count ``rigid_weight`` times as
+    much for the position (they cannot follow deformation) and give the shape only when no
+    deformable member is trusted. The deformable members' soft maps are moved onto the consensus
+    position and averaged. The confidence is the members' weighted confidence times their
+    agreement (the confidence-weighted share of members near the consensus, squared), so it falls
+    when they disagree.
 
     Parameters
     ----------
     members
-        Trackers to combine (default: template and registration).
+        Trackers to combine (default: template and registration). Any :class:`Tracker` works
+        (e.g. a network, or ``RegistrationTracker(algorithm="farneback")`` as a second flow).
     agreement_mm
-        Centroid disagreement at which the confidence has fallen to about 37% (exp(-1)).
+        Distance from the consensus at which a member's weight and the agreement have fallen to
+        exp(-1).
+    memory
+        Memory of the reliability average (0: the last frame only).
+    rigid_weight
+        Relative position weight of rigid members.
     """
 
     name = "ensemble"
 
-    def __init__(self, members: list[Tracker] | None = None, agreement_mm: float = 3.0) -> None:
-        self.members = members if members is not None else [TemplateTracker(), RegistrationTracker()]
+    def __init__(self, members: list[Tracker] | None = None, agreement_mm: float = 3.0, memory: float = 0.8,
+                 rigid_weight: float = 0.1) -> None:
+        self.members = members if members is not None else [
+            TemplateTracker(), RegistrationTracker()]
+        if not self.members:
+            raise InputError("an ensemble needs at least one member")
         self.agreement_mm = agreement_mm
-
-    def _start(self) -> None:
-        for m in self.members:
-            m.start(self.frame0_raw, self.label0, self.spacing)
+        self.memory = memory
+        self.rigid_weight = rigid_weight
 
     def start(self, frame0: np.ndarray, label0: np.ndarray, spacing_mm: tuple[float, float]) -> None:
         self.frame0_raw = frame0
         super().start(frame0, label0, spacing_mm)
 
+    def _start(self) -> None:
+        for m in self.members:
+            m.start(self.frame0_raw, self.label0, self.spacing)
+        self.reliability = np.ones(len(self.members))
+        names = [m.name or type(m).__name__ for m in self.members]
+        self._keys = [n if names.count(n) == 1 else f"{n}{names[:i].count(n) + 1}" for i, n in enumerate(names)]
+
     def update(self, frame: np.ndarray) -> TrackResult:
         results = [m.update(frame) for m in self.members]
-        weights = np.array([max(r.confidence, 1e-3) for r in results])
-        soft = sum(w * (r.soft if r.soft is not None else r.mask.astype(np.float32))
-                   for w, r in zip(weights, results, strict=True)) / weights.sum()
-        cents = np.array([r.centroid_mm for r in results])
-        spread = float(np.max(np.linalg.norm(cents - cents.mean(axis=0), axis=1))) * 2.0
-        overlap = min(dice(a.mask, b.mask) for i, a in enumerate(results) for b in results[i + 1 :])
-        agreement = float(np.exp(-((spread / self.agreement_mm) ** 2))) * overlap
-        conf = agreement * float(np.average([r.confidence for r in results], weights=weights))
-        details = {f"{m.name}_confidence": r.confidence for m, r in zip(self.members, results, strict=True)}
-        return self.result(soft, conf, spread_mm=spread, overlap=overlap, **details)
+        cents = np.array([r.centroid_mm for r in results], dtype=np.float64)
+        conf = np.array([r.confidence for r in results])
+        rigid = np.array([r.details.get("rigid", 0.0) >= 0.5 for r in results])
+        prior = np.where(rigid, self.rigid_weight, 1.0) * self.reliability * np.maximum(conf, 1e-3)
+        fused = (prior[:, None] * cents).sum(axis=0) / prior.sum()
+        w = prior
+        for _ in range(5):  # iteratively reweighted mean: members far from the consensus count less
+            d = np.linalg.norm(cents - fused, axis=1)
+            w = prior * np.exp(-((d / self.agreement_mm) ** 2))
+            if w.sum() <= 1e-12 * prior.sum():
+                w = prior
+            fused = (w[:, None] * cents).sum(axis=0) / w.sum()
+        d = np.linalg.norm(cents - fused, axis=1)
+        near = np.exp(-((d / self.agreement_mm) ** 2))
+
+        shape_w = np.where(rigid, 0.0, w)
+        if shape_w.sum() <= 0.05 * w.sum():
+            shape_w = w
+        spacing = np.asarray(self.spacing)
+        soft = np.zeros(self.shape, np.float32)
+        for wi, r, c in zip(shape_w, results, cents, strict=True):
+            if wi <= 0:
+                continue
+            member_soft = r.soft if r.soft is not None else r.mask.astype(np.float32)
+            shift = (fused - c) / spacing
+            if np.hypot(*shift) > 0.01:
+                member_soft = _shift_soft(member_soft, (float(shift[0]), float(shift[1])))
+            soft += np.float32(wi / shape_w.sum()) * member_soft
+        self.reliability = self.memory * self.reliability + (1.0 - self.memory) * near
+        # Agreement: the confidence-weighted share of the members near the consensus, squared. It
+        # does not use the reliability: two confident members that keep disagreeing stay a conflict
+        # however long it lasts (0.25 for a split pair), while a member that itself reports low
+        # confidence (a corrupted frame, a lost target) does not pull the agreement down.
+        vote = np.where(rigid, self.rigid_weight, 1.0) * np.maximum(conf, 1e-3)
+        agreement = float((vote * near).sum() / vote.sum()) ** 2
+        spread = float(np.sqrt((vote * d**2).sum() / vote.sum()))
+        confidence = agreement * float(np.average(conf, weights=np.maximum(w, 1e-12)))
+        details: dict[str, float] = {}
+        for key, r, wi in zip(self._keys, results, w, strict=True):
+            details[f"{key}_confidence"] = r.confidence
+            details[f"{key}_weight"] = float(wi / w.sum())
+        return self.result(soft, confidence, spread_mm=spread, agreement=agreement, **details)
 
 
 TRACKERS: dict[str, Callable[[], Tracker]] = {
