@@ -196,13 +196,9 @@ def calibration_report(fit: list[dict[str, Any]], test: list[dict[str, Any]]) ->
 
 
 def run_real(learning_frames: int) -> list[dict[str, Any]]:
-    from igikit.ai.tracker import AITracker, ai_ensemble
     from igikit.io.trackrad import read_case
-    from igikit.workflows.mrgrt.tracking import TRACKERS, forward_backward
+    from igikit.workflows.mrgrt.tracking import forward_backward
 
-    # Registered here for forward_backward (which takes a method name); see the reply.
-    TRACKERS.setdefault("ai", AITracker)
-    TRACKERS.setdefault("ensemble_ai", ai_ensemble)
     data = Path(os.environ.get("IGIKIT_DATA", ROOT.parent / "shared" / "data")) / "cine"
     targets = {"magdeburg_liver": ((90, 78), 6.0), "eth_thorax": ((97, 142), 7.0)}
     out = []

@@ -50,7 +50,7 @@ DEMO_USERS_FILE = "users.db"
 DEMO_SECRET_FILE = "console.secret"
 DEMO_USER = ("demo", "physicist")
 #: Tracking methods of :mod:`igikit.workflows.mrgrt.tracking` (kept light: no OpenCV import here).
-TRACKING_METHODS = ("ensemble", "registration", "template", "copy")
+TRACKING_METHODS = ("ensemble", "registration", "template", "copy", "ai", "ensemble_ai")
 
 
 def register(sub: Any) -> None:

@@ -14,7 +14,7 @@ from igikit.io.atomic import atomic_path
 
 # Kept in step with igikit.workflows.mrgrt.tracking.TRACKERS (a test checks it); importing the
 # trackers here would load OpenCV and SciPy for every igikit command, not only for `track`.
-METHODS = ("copy", "ensemble", "registration", "template")
+METHODS = ("copy", "ensemble", "registration", "template", "ai", "ensemble_ai")
 
 
 def latency_summary(latency_ms: np.ndarray) -> dict[str, float]:

@@ -426,11 +426,26 @@ class EnsembleTracker(Tracker):
         return self.result(soft, confidence, spread_mm=spread, agreement=agreement, **details)
 
 
-TRACKERS: dict[str, Callable[[], Tracker]] = {
+def _ai_tracker(**options: Any) -> Tracker:
+    from igikit.ai.tracker import AITracker  # lazy: igikit.ai imports this module (and torch)
+
+    return AITracker(**options)
+
+
+def _ai_ensemble(**options: Any) -> Tracker:
+    from igikit.ai.tracker import ai_ensemble
+
+    return ai_ensemble(**options)
+
+
+TRACKERS: dict[str, Callable[..., Tracker]] = {
     "copy": CopyTracker,
     "template": TemplateTracker,
     "registration": RegistrationTracker,
     "ensemble": EnsembleTracker,
+    # patient-specific network, trained on the first 30 frames (the learning phase; see igikit.ai)
+    "ai": _ai_tracker,
+    "ensemble_ai": _ai_ensemble,
 }
 
 
