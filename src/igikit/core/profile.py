@@ -30,8 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from igikit.core.config import read_yaml
 from igikit.errors import InputError
 
 #: Sections every profile must have.
@@ -273,19 +272,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     16.2
     """
     path = _resolve(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("profile file not found", path) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read profile ({exc})", path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"invalid YAML{where}: {problem}", path) from None
+    data = read_yaml(path, "profile")
     return _validate(data, path)
 
 

@@ -319,22 +319,10 @@ def load_plan(path: str | Path) -> SonicationPlan:
     ...     print(str(exc).split(": ", 1)[1])
     max_power_w: must be > 0, got 0
     """
-    import yaml
+    from igikit.core.config import read_yaml
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("plan file not found", p) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the plan ({exc})", p) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"invalid YAML{where}: {problem}", p) from None
+    data = read_yaml(p, "plan")
     return plan_from_dict(data, source=p)
 
 
