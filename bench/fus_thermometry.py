@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _docs import replace_section  # bench/_docs.py: the script folder is on sys.path
 from scipy import ndimage
 from scipy.integrate import quad
 
@@ -331,18 +332,6 @@ def render(acc: list[dict], dose: list[dict], spd: list[dict], load: str) -> str
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text(encoding="utf-8")
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text.rstrip("\n") + "\n" + ("" if nxt < 0 else doc[nxt:])
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    path.write_text(doc if doc.endswith("\n") else doc + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-docs", action="store_true", help="replace the section in docs/benchmarks.md")
@@ -358,7 +347,7 @@ def main() -> None:
     text = render(acc, dose, spd, load)
     print(text)
     if args.write_docs:
-        write_docs(text)
+        replace_section(text)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from _docs import replace_section  # bench/_docs.py: the script folder is on sys.path
 from rich.progress import Progress
 
 from igikit.io.respiration import clean_trace, read_trace
@@ -116,21 +117,6 @@ def table(results: dict[tuple[int, str], Result]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(body: str) -> None:
-    """Replace (or add) this benchmark's section of docs/benchmarks.md, leaving the others alone."""
-    text = DOCS.read_text() if DOCS.exists() else "# igikit benchmarks\n"
-    section = f"{SECTION}\n\n{body.strip()}\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        end = len(text) if nxt < 0 else nxt + 1
-        text = text[:start] + section + ("\n" if nxt >= 0 else "") + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text)
-
-
 DOC_TEXT = """\
 Latency compensation: at every sample t, each method predicts the marker position at t + horizon
 from samples up to t only (`igikit.workflows.mrgrt.prediction`), and is scored against the trace
@@ -172,7 +158,7 @@ def main() -> None:
     body = table(run(args.data))
     print(body)
     if args.write_docs:
-        write_docs(DOC_TEXT + body)
+        replace_section(f"{SECTION}\n\n{(DOC_TEXT + body).strip()}\n")
         print(f"wrote {DOCS}")
 
 
