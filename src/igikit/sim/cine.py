@@ -317,18 +317,10 @@ def _tissue_level(image: np.ndarray, center_px: tuple[float, float], radius_px: 
 
 
 def default_data_dir() -> Path:
-    """``$IGIKIT_DATA`` or the first ``../shared/data`` found from the working or project folder."""
-    import os
+    """The real-data folder (see :func:`igikit.core.paths.data_dir`); missing files are reported by the reader."""
+    from igikit.core.paths import data_dir
 
-    env = os.environ.get("IGIKIT_DATA")
-    if env:
-        return Path(env)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        cand = base.parent / "shared" / "data"
-        if cand.is_dir():
-            return cand
-    return Path.cwd().parent / "shared" / "data"
-
+    return data_dir(required=False)
 
 @dataclass(frozen=True, eq=False)
 class CinePhantom:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from igikit.core.paths import data_dir
 from igikit.errors import InputError
 from igikit.io.trackrad import CineCase, read_case, read_frames
 from igikit.stream.latency import LatencyReport
@@ -28,27 +28,8 @@ from igikit.stream.source import ReplaySource
 
 
 def find_data_dir() -> Path:
-    """The real-data folder: ``$IGIKIT_DATA``, else ``../shared/data`` beside the project root.
-
-    Raises
-    ------
-    InputError
-        When the folder does not exist (one line saying where it was looked for).
-    """
-    env = os.environ.get("IGIKIT_DATA")
-    if env:
-        path = Path(env)
-    else:
-        # src/igikit/stream/commands.py -> the project root is three folders up (editable install);
-        # an installed copy falls back to the current folder as the project root.
-        root = Path(__file__).resolve().parents[3]
-        if not (root / "pyproject.toml").is_file():
-            root = Path.cwd()
-        path = root.parent / "shared" / "data"
-    if not path.is_dir():
-        raise InputError("real data folder not found (set IGIKIT_DATA to its location)", path)
-    return path
-
+    """The real-data folder; see :func:`igikit.core.paths.data_dir` (a missing folder is an InputError)."""
+    return data_dir()
 
 def load_cine(path: str | Path, *, rate_hz: float | None = None) -> CineCase:
     """A TrackRAD case folder, or a bare (H, W, T) frames ``.mha``, as a :class:`CineCase`.
