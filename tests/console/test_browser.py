@@ -133,6 +133,8 @@ def test_physicist_changes_the_autonomy_level(browser, running_console) -> None:
     try:
         page.select_option("#level-select", "3")
         page.fill("#reason", "tracking stable for 5 min")
+        page.wait_for_timeout(1200)  # two state refreshes (0.5 s) must not undo the level picked
+        assert page.evaluate("document.getElementById('level-select').value") == "3"
         with page.expect_response("**/api/autonomy") as response:
             page.click("#set-level")
         assert response.value.status == 200

@@ -299,12 +299,15 @@ function drawTrace() {
 }
 
 // ------------------------------------------------------------------ supervision state
+let shownLevel = null;
 function onState(state) {
   lastState = state;
   $("level").textContent = `${state.level} · ${state.level_label}`;
   $("level-desc").textContent = state.level_description
     + (state.level === 2 ? ` (veto window ${state.veto_window_s} s)` : "");
-  if (document.activeElement !== $("level-select")) $("level-select").value = String(state.level);
+  // Follow the session's level only when it changes: the periodic state refresh must not undo a
+  // level the physicist has picked but not yet applied.
+  if (state.level !== shownLevel) { shownLevel = state.level; $("level-select").value = String(state.level); }
   const safe = $("safe");
   safe.hidden = !state.safe_state;
   safe.textContent = state.safe_state ? "SAFE STATE — " + state.safe_state_reasons.join("; ") : "";
