@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import importlib
 import json
 import math
 import threading
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
     from igikit.workflows.mrgrt.workflow import GatingSettings, SupervisionSettings
 
 __all__ = ["DEMO_CASE", "DEMO_TARGET", "register", "run_demo", "run_gate", "run_predict"]
+
+#: ``igikit demo WORKFLOW``: the module whose ``run_demo(args)`` runs each workflow's demo (the
+#: common options ``--out-dir``, ``--no-console``, ``--port`` and ``--fast`` mean the same in each).
+DEMO_WORKFLOWS: dict[str, str] = {
+    "mrgrt": __name__,
+    "surgery": "igikit.workflows.surgery.demo",
+    "theranostics": "igikit.workflows.theranostics.demo",
+}
 
 #: The case ``igikit demo`` replays, relative to the data folder.
 DEMO_CASE = Path("cine") / "magdeburg_liver"
@@ -202,6 +211,12 @@ def _register_demo(sub: Any) -> None:
             "human: alerts are acknowledged automatically once their condition clears) and ends with the "
             "report path."
         ),
+    )
+    d.add_argument(
+        "workflow", nargs="?", default="mrgrt", choices=tuple(DEMO_WORKFLOWS),
+        help="which demo: mrgrt (default, the cine gating above), surgery (pivot calibration, registration and "
+        "a navigated needle insertion on a phantom), theranostics (Lu-177 four-time-point dosimetry and a "
+        "Ho-166 scout-to-treatment plan); each ends with its HTML report",
     )
     _add_gating_options(d, with_threshold=False)
     d.add_argument(
@@ -460,6 +475,9 @@ def load_gating_case(case_dir: Path, target: str | None) -> tuple[CineCase, Any]
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run ``igikit demo`` (see :func:`register`); returns the exit code."""
+    if args.workflow != "mrgrt":
+        module = importlib.import_module(DEMO_WORKFLOWS[args.workflow])
+        return int(module.run_demo(args))
     from igikit.stream.commands import find_data_dir
 
     settings = _settings(args)
