@@ -17,11 +17,13 @@ the Pennes solver, adult muscle, a 0.5 W Gaussian focus placed in the brightest 
   and against adaptive quadrature of a smooth heating curve; a rectangle rule for comparison.
 * ``speed``: one frame of 3 slices x 128 x 128 through ``RealtimeThermometry.update`` (PRF,
   temporal unwrapping, uncertainty and trust, drift fit, CEM43 update); baseline in the same run:
-  the bare complex-ratio phase ``np.angle(z * conj(b))`` of the same frame.
+  the bare complex-ratio phase ``np.angle(z * conj(b))`` of the same frame. Two of the steps alone
+  beside it: the phase by ``fast_angle`` (polynomial arctangent) and the CEM43 update with float32
+  and float64 rates.
 
 Usage::
 
-    .venv/bin/python bench/fus_thermometry.py [--write-docs]
+    .venv/bin/python bench/fus_thermometry.py [--write-docs] [--compare-with SRC]
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from scipy.integrate import quad
 
 from igikit.sim.heating import PennesSolver, TissueMaps, gaussian_heat_source
 from igikit.sim.thermometry import load_complex_background, synthesize_frames
-from igikit.workflows.fus import RealtimeThermometry, cem43, prf_thermometry, temperature_uncertainty
+from igikit.workflows.fus import DoseAccumulator, RealtimeThermometry, cem43, prf_thermometry, temperature_uncertainty
+from igikit.workflows.fus.thermometry import fast_angle
 
 TE, B0 = 0.020, 1.5
 TARGET_SIGMA_C = 0.9
@@ -213,7 +216,35 @@ def dose_checks(s: dict) -> list[dict]:
     ]
 
 
-def speed(s: dict, n: int = 300) -> list[dict]:
+def load_earlier(src: Path) -> type:
+    """``RealtimeThermometry`` of another igikit source tree (e.g. ``git archive REV src``), beside this one.
+
+    Its ``thermometry.py`` is loaded under another name, with its own ``thermal_dose.py`` in place of
+    this tree's while it imports, so the two implementations run in one process on the same frames.
+    """
+    import importlib.util
+    import sys
+
+    def load(name: str, path: Path):  # type: ignore[no-untyped-def]
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+
+    folder = src / "igikit" / "workflows" / "fus"
+    key = "igikit.workflows.fus.thermal_dose"
+    saved = sys.modules[key]
+    sys.modules[key] = load("igikit_earlier_thermal_dose", folder / "thermal_dose.py")
+    try:
+        return load("igikit_earlier_thermometry", folder / "thermometry.py").RealtimeThermometry  # type: ignore[no-any-return]
+    finally:
+        sys.modules[key] = saved
+
+
+def speed(s: dict, n: int = 300, earlier: Path | None = None) -> list[dict]:
+    """Per-frame cost of every step and pipeline, timed interleaved frame by frame (the same load for all)."""
     rng = np.random.default_rng(0)
     bg = np.stack([np.rot90(s["bg"], k) for k in range(3)])
     sigma = sigma_for_target(s["mag"], s["r"] < 3)
@@ -222,46 +253,61 @@ def speed(s: dict, n: int = 300) -> list[dict]:
         + sigma * (rng.standard_normal((n + 20, 3, 128, 128)) + 1j * rng.standard_normal((n + 20, 3, 128, 128)))
     ).astype(np.complex64)
     tissue = np.stack([np.rot90(s["tissue"] & (s["r"] > 12), k) for k in range(3)])
-    results = []
     base = frames[0]
-    bare, bare_cpu = [], []
-    for f in frames[20:]:
-        t0, c0 = time.perf_counter(), time.thread_time()
-        np.angle(f * np.conj(base))
-        bare_cpu.append(time.thread_time() - c0)
-        bare.append(time.perf_counter() - t0)
-    results.append(("baseline: bare complex-ratio phase", np.array(bare), np.array(bare_cpu)))
-    for label, method, n_base in (
-        ("baseline subtraction + drift (order 1) + uncertainty + CEM43", "baseline", 1),
-        ("multi-baseline (20-frame library) + drift + uncertainty + CEM43", "multibaseline", 20),
-    ):
-        engine = RealtimeThermometry(
-            te_s=TE, b0_t=B0, method=method, drift_order=1, reference_mask=tissue, noise_sigma=sigma
-        )
-        engine.set_baseline(frames[:n_base])
-        lat, cpu = [], []
-        for i, f in enumerate(frames[20:]):
+    temps = (37.0 + np.angle(frames[20:] * np.conj(base)) / -0.0803).astype(np.float32)  # noise around 37 °C
+    steps: list[tuple[str, object]] = [
+        ("baseline: bare complex-ratio phase", lambda i, f: np.angle(f * np.conj(base))),
+        ("step: phase by fast_angle(z * conj(b))", lambda i, f: fast_angle(f * np.conj(base))),
+    ]
+    for dtype in (np.float32, np.float64):
+        acc = DoseAccumulator(temps.shape[1:], dtype=dtype)
+        label = f"step: CEM43 update, {np.dtype(dtype).name} rates"
+        steps.append((label, lambda i, f, a=acc: a.update(temps[i], 3.0 * i)))
+    versions: list[tuple[str, type]] = [("", RealtimeThermometry)]
+    if earlier is not None:
+        versions.append(("before: ", load_earlier(earlier)))
+    for prefix, engine_type in versions:
+        for label, method, n_base in (
+            ("baseline subtraction + drift (order 1) + uncertainty + CEM43", "baseline", 1),
+            ("multi-baseline (20-frame library) + drift + uncertainty + CEM43", "multibaseline", 20),
+        ):
+            engine = engine_type(
+                te_s=TE, b0_t=B0, method=method, drift_order=1, reference_mask=tissue, noise_sigma=sigma
+            )
+            engine.set_baseline(frames[:n_base])
+            steps.append((prefix + label, lambda i, f, e=engine: e.update(f, 3.0 * i)))
+    lat: dict[str, list[float]] = {label: [] for label, _ in steps}
+    cpu: dict[str, list[float]] = {label: [] for label, _ in steps}
+    for i, f in enumerate(frames[20:]):
+        for label, step in steps:
             t0, c0 = time.perf_counter(), time.thread_time()
-            engine.update(f, 3.0 * i)
-            cpu.append(time.thread_time() - c0)
-            lat.append(time.perf_counter() - t0)
-        results.append((label, np.array(lat), np.array(cpu)))
-    ref = float(np.median(results[0][1]))
+            step(i, f)  # type: ignore[operator]
+            cpu[label].append(time.thread_time() - c0)
+            lat[label].append(time.perf_counter() - t0)
+    ref = float(np.median(lat[steps[0][0]]))
     return [
         {
             "what": label,
-            "p50": float(np.median(x)) * 1e3,
-            "p95": float(np.percentile(x, 95)) * 1e3,
-            "p99": float(np.percentile(x, 99)) * 1e3,
-            "ratio": float(np.median(x)) / ref,
-            "cpu50": float(np.median(c)) * 1e3,
-            "cpu99": float(np.percentile(c, 99)) * 1e3,
+            "p50": float(np.median(lat[label])) * 1e3,
+            "p95": float(np.percentile(lat[label], 95)) * 1e3,
+            "p99": float(np.percentile(lat[label], 99)) * 1e3,
+            "ratio": float(np.median(lat[label])) / ref,
+            "cpu50": float(np.median(cpu[label])) * 1e3,
+            "cpu99": float(np.percentile(cpu[label], 99)) * 1e3,
         }
-        for label, x, c in results
+        for label, _ in steps
     ]
 
 
-def render(acc: list[dict], dose: list[dict], spd: list[dict], load: str) -> str:
+def render(
+    acc: list[dict],
+    dose: list[dict],
+    spd: list[dict],
+    load: str,
+    *,
+    command: str = ".venv/bin/python bench/fus_thermometry.py --write-docs",
+    args_note: str = "",
+) -> str:
     lines = [
         SECTION,
         "",
@@ -279,7 +325,7 @@ def render(acc: list[dict], dose: list[dict], spd: list[dict], load: str) -> str
         "periodic motion with multi-baseline RMSE < 1.2 °C (anchor 1.2 °C in volunteer abdomen); CEM43",
         "within 0.5 % of analytic; thermometry + dose <= 10 ms per frame of 3 x 128 x 128.",
         "",
-        "Command: `.venv/bin/python bench/fus_thermometry.py --write-docs`",
+        f"Command: `{command}`",
         "",
         "| scenario | heated voxels | bias (°C) | measured sigma (°C) | theory sigma (°C) | measured / theory"
         " | theory (est.) | RMSE (°C) |",
@@ -316,6 +362,9 @@ def render(acc: list[dict], dose: list[dict], spd: list[dict], load: str) -> str
             f"| {p['what']} | {p['p50']:.3f} | {p['p95']:.3f} | {p['p99']:.3f} | {p['ratio']:.1f}x | "
             f"{p['cpu50']:.3f} | {p['cpu99']:.3f} |"
         )
+    full = [p for p in spd if "+ CEM43" in p["what"] and not p["what"].startswith("before")]
+    before = [p for p in spd if p["what"].startswith("before")]
+    worst_p99 = max(p["p99"] for p in full)
     lines += [
         "",
         "Reading: the accuracy targets hold (static drift-corrected bias well under 0.2 °C, measured sigma",
@@ -323,8 +372,30 @@ def render(acc: list[dict], dose: list[dict], spd: list[dict], load: str) -> str
         "CEM43 exact to rounding, where a rectangle rule is off by up to 7 %). Referenceless thermometry is",
         "exact on smooth background phase (tests) but fails on this real image: the animal's phase texture",
         "is not a low-order polynomial across 14 mm (residual ~1 rad = 12 °C), so use it only with a small",
-        "ring in smooth tissue. Speed: CPU time per frame (6.5-6.8 ms median) meets the 10 ms budget; wall",
-        "time on this shared 2-core machine at load ~8 does not (median 12-18 ms), the waits for a core.",
+        "ring in smooth tissue.",
+        "",
+        f"Speed: a whole frame takes {min(p['p50'] for p in full):.1f}-{max(p['p50'] for p in full):.1f} ms wall "
+        f"(median), p99 {worst_p99:.1f} ms, against the 10 ms budget"
+        + (" - met at p99 even on this loaded machine." if worst_p99 < 10 else " - not met at p99 here."),
+        *(
+            [
+                f"The implementation before (rows `before:`, {args_note}, timed in the same loop on the same frames)",
+                f"takes {min(p['cpu50'] for p in before):.1f}-{max(p['cpu50'] for p in before):.1f} ms CPU per frame "
+                f"(median) where this one takes {min(p['cpu50'] for p in full):.1f}-"
+                f"{max(p['cpu50'] for p in full):.1f} ms.",
+            ]
+            if before
+            else []
+        ),
+        "What changed: NumPy's float64 `exp` and",
+        "`arctan2` are scalar C-library loops here (no AVX-512), so the phase is a polynomial arctangent",
+        "(`fast_angle`, max error 3.2e-7 rad = 4e-6 °C, as accurate as `np.angle` of complex64), the CEM43",
+        "update keeps each voxel's dose rate and needs one vectorised float32 exponential per voxel, with no",
+        "masked assignments (relative error <= 5e-5 against the float64 integral, a temperature error",
+        "< 1e-4 °C), the drift fit weights its normal equations instead of copying the kept voxels and",
+        "takes medians by partial sort, the baseline's share of the uncertainty is cached per baseline, and",
+        "the finiteness check is one sum. No compiled extension (numba) was needed; results are unchanged",
+        "(the accuracy tables above come from the same code).",
         "",
         f"Machine: {load}.",
         "",
@@ -335,16 +406,34 @@ def render(acc: list[dict], dose: list[dict], spd: list[dict], load: str) -> str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-docs", action="store_true", help="replace the section in docs/benchmarks.md")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        metavar="SRC",
+        help="also time RealtimeThermometry of this igikit source tree (e.g. `git archive REV src | tar -x -C DIR`, "
+        "then DIR/src), interleaved with this one",
+    )
+    parser.add_argument("--compare-label", default="", help="what --compare-with holds, for the docs (e.g. a commit)")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     s = scene()
     acc = static(s) + motion(s)
     dose = dose_checks(s)
-    spd = speed(s)
+    spd = speed(s, earlier=args.compare_with)
     load = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"NumPy {np.__version__}; load average {os.getloadavg()[0]:.1f} at the end of the run"
+        f"NumPy {np.__version__}; load average {load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the "
+        "end of the run (shared with other jobs: measured under load)"
     )
-    text = render(acc, dose, spd, load)
+    command = ".venv/bin/python bench/fus_thermometry.py --write-docs"
+    note = ""
+    if args.compare_with is not None:
+        command += f" --compare-with {args.compare_with}"
+        note = args.compare_label or str(args.compare_with)
+        if args.compare_label:
+            command += f' --compare-label "{args.compare_label}"'
+    text = render(acc, dose, spd, load, command=command, args_note=note)
     print(text)
     if args.write_docs:
         replace_section(text)

@@ -74,3 +74,30 @@ def test_bad_times() -> None:
     acc.update(np.array([40.0]), 5.0)
     with pytest.raises(InputError, match="before the previous"):
         acc.update(np.array([40.0]), 4.0)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(np.float64, 1e-11), (np.float32, 1e-4)])
+def test_accumulator_matches_the_offline_integral(dtype: type, tolerance: float) -> None:
+    # heating, noise around body temperature, and noise voxels jumping across 43 °C every frame
+    rng = np.random.default_rng(3)
+    temps = 37 + rng.normal(0, 1.0, (80, 24, 24))
+    temps[:, 8:12, 8:12] += np.linspace(0, 30, 80)[:, None, None]
+    temps[:, :4] = rng.uniform(-20, 100, (80, 4, 24))
+    temps[:, 20, 0] = 43.0  # on the breakpoint
+    temps[::2, 20, 1], temps[1::2, 20, 1] = 42.999, 43.001  # crossing it by a hair
+    temps[:, 20, 2] = 37.0 + 1e-6 * np.arange(80)  # u below the series threshold
+    times = np.cumsum(rng.uniform(0.5, 3.0, 80))
+    acc = DoseAccumulator((24, 24), dtype=dtype)
+    for t, temp in zip(times, temps.astype(dtype), strict=True):
+        dose = acc.update(temp, t)
+    expected = cem43(temps.astype(dtype).astype(np.float64), times)
+    assert np.max(np.abs(dose - expected) / expected) < tolerance
+
+
+def test_accumulator_clips_absurd_temperatures_and_checks_its_dtype() -> None:
+    acc = DoseAccumulator((2,), dtype=np.float32)
+    acc.update(np.array([500.0, -400.0]), 0.0)
+    dose = acc.update(np.array([600.0, -300.0]), 1.0)
+    assert np.all(np.isfinite(dose)) and dose[0] > 1e30 and dose[1] == 0.0
+    with pytest.raises(InputError, match="float32 or float64"):
+        DoseAccumulator((2,), dtype=np.int32)

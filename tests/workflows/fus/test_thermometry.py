@@ -204,3 +204,35 @@ def test_multislice_and_input_errors() -> None:
         engine.update(frames[0, 0], 0.0)
     with pytest.raises(InputError, match="unknown thermometry method"):
         RealtimeThermometry(te_s=TE, b0_t=B0, method="magic")
+
+
+def test_fast_angle_matches_numpy() -> None:
+    from igikit.workflows.fus.thermometry import fast_angle
+
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal(200_000) + 1j * rng.standard_normal(200_000)) * 10.0 ** rng.uniform(-3, 6, 200_000)
+    edges = np.array([0, -0.0, 1, -1, 1j, -1j, 1 + 1j, -1 - 1j, complex(-1, -0.0), complex(-0.0, 0), 3e38 + 1j])
+    z = np.concatenate([z, edges])
+    reference = np.angle(z)
+    for dtype, tolerance in ((np.complex64, 4e-7), (np.complex128, 1e-7)):
+        got = fast_angle(z.astype(dtype))
+        assert got.dtype == (np.float32 if dtype == np.complex64 else np.float64)
+        assert np.abs(got - reference).max() < tolerance
+    assert np.array_equal(np.signbit(fast_angle(edges)), np.signbit(np.angle(edges)))
+
+
+def test_realtime_uncertainty_is_the_documented_one() -> None:
+    rng = np.random.default_rng(2)
+    base = (800 * np.exp(1j * rng.uniform(-3, 3, (2, 16, 16))) * rng.uniform(0, 2, (2, 16, 16))).astype(np.complex64)
+    frames = base[None] + rng.normal(0, 5, (3, 2, 16, 16)) + 1j * rng.normal(0, 5, (3, 2, 16, 16))
+    th = RealtimeThermometry(te_s=TE, b0_t=B0, noise_sigma=5.0)
+    th.set_baseline(frames[:2].astype(np.complex64))
+    out = th.update(frames[2].astype(np.complex64), 1.0)
+    expected = temperature_uncertainty(
+        np.abs(frames[2].astype(np.complex64)), 5.0, te_s=TE, b0_t=B0,
+        baseline_magnitude=np.abs(
+            frames[:2].astype(np.complex64).mean(axis=0, dtype=np.complex128).astype(np.complex64)
+        ),
+        n_baseline=2,
+    )
+    assert np.array_equal(out.uncertainty_c, expected)

@@ -94,6 +94,7 @@ def _write_dicom(folder: Path, frames: np.ndarray, *, te_ms: float | None = 16.0
             if te_ms is not None:
                 ds.EchoTime = te_ms
             ds.MagneticFieldStrength = 1.5
+            ds.Manufacturer = "SIEMENS"  # its phase convention: -4096..4095 for -pi..pi
             ds.ImagePositionPatient = [0, 0, 0]
             ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
             ds.PixelSpacing = [1.5, 1.5]

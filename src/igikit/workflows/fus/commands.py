@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from igikit.errors import InputError
 
@@ -148,17 +149,52 @@ def _register_fus(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=None, metavar="DIR", help="write DIR/report.html, DIR/metrics.json, DIR/audit.db"
     )
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the metrics to this JSON file")
+    c = p.add_argument_group(
+        "supervised in the web console",
+        "With --console the run is a supervised session served to the web console: temperature map, dose and "
+        "planned contours, temperature and power curves, every decision; operators pause, acknowledge, take over. "
+        "Without it the run is headless (no session; safety stops still act).",
+    )
+    c.add_argument("--console", action="store_true", help="serve the run in the web console (until Ctrl-C)")
+    c.add_argument("--port", type=int, default=8000, help="console port (default 8000; a free one if taken; 0: any)")
+    c.add_argument("--host", default="127.0.0.1", help="console address (default 127.0.0.1, this machine only)")
+    c.add_argument(
+        "--users", type=Path, default=None, metavar="DB", help="console users file (default ~/.igikit/users.db)"
+    )
+    c.add_argument(
+        "--autonomy",
+        type=int,
+        default=3,
+        choices=(0, 1, 2, 3),
+        help="starting autonomy level: 0 manual, 1 assistive, 2 supervised (veto window), 3 conditional "
+        "(default; hands over near a limit or when thermometry is not trusted)",
+    )
+    c.add_argument("--veto-window-s", type=float, default=3.0, help="level 2's veto window (s, default 3)")
+    c.add_argument(
+        "--near-limit-c",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="a limit is near (level 3 hands over) within this many °C of it (default 1)",
+    )
+    c.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="with --console: frames paced at this many times real time (default 1; 0: as fast as computed)",
+    )
     p.set_defaults(func=_run_fus)
 
 
 def _run_fus(args: argparse.Namespace) -> int:
-    import json
-
-    from igikit.io.atomic import atomic_path
-    from igikit.workflows.fus.loop import run_sonication, sonication_metrics
+    from igikit.workflows.fus.loop import run_sonication
     from igikit.workflows.fus.plan import load_plan
 
     plan = load_plan(args.plan)
+    if args.console and args.out is None:
+        import datetime as dt
+
+        args.out = Path("out") / f"fus-{dt.datetime.now():%Y%m%d-%H%M%S}"
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise InputError("--out must be a folder", args.out)
     json_parent = args.json.parent if args.json is not None else Path(".")
@@ -168,6 +204,8 @@ def _run_fus(args: argparse.Namespace) -> int:
         and json_parent.resolve() != (args.out or Path(".")).resolve()
     ):
         raise InputError("folder of --json does not exist", json_parent)
+    if args.console:
+        return _serve_fus(args, plan)
     audit = None
     if args.out is not None:
         from igikit.supervise.audit import AuditLog
@@ -179,6 +217,17 @@ def _run_fus(args: argparse.Namespace) -> int:
     finally:
         if audit is not None:
             audit.close()
+    _finish_fus(args, plan, run)
+    return 0
+
+
+def _finish_fus(args: argparse.Namespace, plan: Any, run: Any, extra: tuple[str, ...] = ()) -> None:
+    """Write the report, metrics and JSON of a finished run, and print its summary."""
+    import json
+
+    from igikit.io.atomic import atomic_path
+    from igikit.workflows.fus.loop import sonication_metrics
+
     metrics = sonication_metrics(run)
     text = json.dumps(metrics, indent=2, ensure_ascii=False)
     written = []
@@ -216,6 +265,93 @@ def _run_fus(args: argparse.Namespace) -> int:
         state = "respected" if metrics["oar_limits_respected"] else "EXCEEDED"
         print(f"organs at risk: max {fmt('max_oar_temperature_c', '°C')}, limits {state}")
     print(f"outcome: {run.stop_reason}")
+    for line in extra:
+        print(line)
     for path in written:
         print(f"written {path}")
-    return 0
+
+
+def _serve_fus(args: argparse.Namespace, plan: Any) -> int:
+    """``igikit fus run --console``: the run in a thread as a supervised session, the console in the foreground.
+
+    The console starts first; the run is paced at ``--speed`` times real time; its report is written
+    when it ends, and the console keeps serving the session (its log, its audit trail) until Ctrl-C,
+    which also stops a sonication still running (power 0, then cooling computed without pacing).
+    """
+    import sys
+    import threading
+
+    from igikit.console.app import create_app
+    from igikit.console.server import ConsoleServer, choose_port, is_loopback
+    from igikit.console.users import SECRET_FILE, UserStore, default_users_path, load_secret
+    from igikit.supervise.audit import AuditLog
+    from igikit.supervise.autonomy import AutonomyPolicy
+    from igikit.supervise.session import SupervisedSession
+    from igikit.workflows.fus.loop import run_sonication
+    from igikit.workflows.fus.supervision import SAFE_VALUE, SonicationSupervision
+
+    if not (args.veto_window_s > 0):
+        raise InputError(f"--veto-window-s must be positive, got {args.veto_window_s}")
+    if not (args.speed >= 0):
+        raise InputError(f"--speed must be 0 or more, got {args.speed}")
+    if not (args.near_limit_c >= 0):
+        raise InputError(f"--near-limit-c must be 0 or more, got {args.near_limit_c}")
+    if (args.out / "audit.db").exists():
+        raise InputError("already exists; choose another --out", args.out / "audit.db")
+    chosen, why = choose_port(args.host, args.port)
+    store = UserStore(args.users or default_users_path(), create=True)
+    if not store.list():
+        print(
+            f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator", file=sys.stderr
+        )
+    secret = load_secret(store.path.parent / SECRET_FILE)
+    args.out.mkdir(parents=True, exist_ok=True)
+    audit = AuditLog(args.out / "audit.db")
+    session = SupervisedSession(
+        audit,
+        workflow="fus",
+        session_id=f"fus-{plan.name}",
+        level=args.autonomy,
+        policy=AutonomyPolicy(veto_window_s=args.veto_window_s),
+        safe_values={"sonication": SAFE_VALUE},
+    )
+    stop = threading.Event()
+    title = f"MR-guided FUS: {plan.name} ({args.controller.upper()}, autonomy starts at {args.autonomy})"
+    app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set)
+    server = ConsoleServer(app, host=args.host, port=chosen)
+    if why:
+        print(why, flush=True)
+    if not is_loopback(args.host):
+        print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
+    print(f"igikit console: {server.url}  (audit log {args.out / 'audit.db'}); Ctrl-C to stop", flush=True)
+    pace = "as fast as computed" if args.speed == 0 else f"at {args.speed:g} x real time"
+    print(f"{plan.name}: {args.controller.upper()} sonication {pace}, {plan.frame_interval_s:g} s frames", flush=True)
+    supervision = SonicationSupervision(
+        session, plan, controller=args.controller, near_limit_margin_c=args.near_limit_c, speed=args.speed, stop=stop
+    )
+    failure: list[BaseException] = []
+
+    def sonicate() -> None:
+        try:
+            run = run_sonication(
+                plan, controller=args.controller, session_id=session.session_id, supervision=supervision
+            )
+            handovers = f"supervision: autonomy level {int(session.level)}, {supervision.handovers} handovers"
+            _finish_fus(args, plan, run, extra=(handovers,))
+            print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
+        except BaseException as exc:  # reported, and the console keeps serving what was logged
+            failure.append(exc)
+            message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            print(f"igikit: sonication run failed: {message}", file=sys.stderr, flush=True)
+
+    worker = threading.Thread(target=sonicate, name="igikit-sonication", daemon=True)
+    worker.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        worker.join()
+        audit.close()
+        store.close()
+    print("console stopped", flush=True)
+    return 1 if failure else 0

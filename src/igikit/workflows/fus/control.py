@@ -513,6 +513,22 @@ class SafetySupervisor:
             out[organ.name] = float(smoothed[voxels].max()) if voxels.any() else math.nan
         return out
 
+    def headroom(self, frame: ThermometryFrame) -> dict[str, tuple[float, float]]:
+        """Hottest trusted temperature (smoothed as the checks do) and limit of each watched region (°C).
+
+        Keyed by organ-at-risk name, plus ``"target"`` against the maximum temperature; NaN where no
+        voxel is trusted. The margins tell how near a limit is (level-3 handover).
+        """
+        trusted = np.asarray(frame.trusted, dtype=bool)
+        smoothed = _trusted_mean_filter(np.asarray(frame.temperature_c), trusted, self.smoothing_voxels)
+        out: dict[str, tuple[float, float]] = {}
+        for name, mask, limit in [(o.name, o.mask, o.limit_c) for o in self.organs] + [
+            ("target", self.target_mask, self.limits.max_temperature_c)
+        ]:
+            voxels = np.asarray(mask, dtype=bool) & trusted
+            out[name] = (float(smoothed[voxels].max()) if voxels.any() else math.nan, float(limit))
+        return out
+
     def violations(self, frame: ThermometryFrame, *, delay_s: float = 0.0) -> list[tuple[str, str, dict[str, Any]]]:
         """Every limit this frame crosses: ``(reason, explanation, numbers)``; empty when all is well."""
         found: list[tuple[str, str, dict[str, Any]]] = []

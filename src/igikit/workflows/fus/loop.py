@@ -42,6 +42,7 @@ from igikit.workflows.fus.plan import SonicationPlan, ellipse_mask
 if TYPE_CHECKING:
     from igikit.supervise.audit import AuditLog
     from igikit.supervise.records import DecisionRecord
+    from igikit.workflows.fus.supervision import SonicationSupervision
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,7 @@ def run_sonication(
     late_frames: Collection[int] = (),
     signal_loss_frames: Collection[int] = (),
     progress: Callable[[int, float], None] | None = None,
+    supervision: SonicationSupervision | None = None,
 ) -> SonicationRun:
     """Run the closed loop of ``plan`` on the simulator.
 
@@ -195,6 +197,11 @@ def run_sonication(
         delay), or whose signal is lost (the frame is noise only).
     progress
         Called as ``progress(frame_index, frame_time_s)`` after each frame.
+    supervision
+        A supervised session (the console): the sonication decision of every frame is submitted
+        to it and the power gated by what it lets through (pause, alerts, autonomy level, level-3
+        handover near a limit), safety stops and the goal are logged through it (not to ``audit``),
+        and every frame is published to it (:mod:`igikit.workflows.fus.supervision`).
 
     Returns
     -------
@@ -228,6 +235,8 @@ def run_sonication(
         focus[iy, ix] = True
     controlled = focus if plan.goal.type == "ablation" else target
     organs = [OrganLimit(o.name, o.region.mask(shape, spacing), o.limit_c) for o in plan.organs_at_risk]
+    if supervision is not None:
+        audit = None  # the session logs every record
     supervisor = SafetySupervisor(
         target_mask=target | focus, organs=organs, limits=plan.safety, audit=audit, session_id=session_id
     )
@@ -310,11 +319,13 @@ def run_sonication(
     records: list[DecisionRecord] = []
     wall = 0.0
     trusted_count = np.zeros(shape, dtype=np.int64)
+    safety_stop = ""
 
     for k in range(max_frames):
         t = k * dt
         tick = time.perf_counter()
-        measured = thermo.update(acquire(temp, t, k), t)
+        frame = acquire(temp, t, k)
+        measured = thermo.update(frame, t)
         true_dose.update(temp, t)
         delay = 2.0 * plan.safety.max_frame_delay_s if k in late_frames else 0.0
         stop = supervisor.check(measured, delay_s=delay, frame_index=k)
@@ -323,6 +334,9 @@ def run_sonication(
             log.warning("%s", stop.explanation)
             if not stop_reason:
                 stop_reason = stop.explanation
+            if supervision is not None:
+                supervision.log_stop(stop, k)
+            safety_stop = stop.explanation
         usable = controlled & measured.trusted
         y = float(measured.temperature_c[usable].mean()) if usable.any() else math.nan
 
@@ -385,14 +399,30 @@ def run_sonication(
                 records.append(record)
                 if audit is not None:
                     audit.append(record)
+                if supervision is not None:
+                    supervision.log_done(record)
                 stop_reason = stop_reason or done
                 phase, cooling_start_s = "cooling", t
             elif math.isfinite(y):
                 power = ctrl.update(y)
             # no trusted voxel to measure: the supervisor's trust check stops; hold 0 W meanwhile
+        if supervision is not None and supervision.stop_requested and phase != "cooling":
+            stop_reason = stop_reason or "sonication stopped: the console was closed"
+            phase, cooling_start_s = "cooling", t
         if phase == "cooling":
             power = 0.0
         power = supervisor.gate(power)
+        if supervision is not None:
+            headroom = supervisor.headroom(measured)
+            power = supervision.authorise(
+                power,
+                frame_index=k,
+                time_s=t,
+                phase=phase,
+                controlled_c=y,
+                headroom=headroom,
+                trusted_fraction=float(measured.trusted[supervisor.watched_mask].mean()),
+            )
         if isinstance(ctrl, ModelPredictiveController):
             ctrl.applied(power)
         wall += time.perf_counter() - tick
@@ -414,6 +444,25 @@ def run_sonication(
             snapshot = np.where(measured.trusted, measured.temperature_c, np.nan)
             snapshot_t, snapshot_value = t, y
         dose_measured = measured.cem43_min
+        if supervision is not None:
+            from igikit.workflows.fus.supervision import SonicationFrame
+
+            supervision.publish(
+                SonicationFrame(
+                    index=k,
+                    time_s=t,
+                    phase=phase,
+                    magnitude=np.abs(frame),
+                    temperature_c=measured.temperature_c,
+                    trusted=measured.trusted,
+                    cem43_min=dose_measured,
+                    power_w=power,
+                    controlled_c=y,
+                    oar_max_c=maxima,
+                    trusted_fraction=trusted_frac[-1],
+                    stop_reason=safety_stop,
+                )
+            )
         if progress is not None:
             progress(k, t)
         if phase == "cooling" and t > cooling_start_s:

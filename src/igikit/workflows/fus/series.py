@@ -9,10 +9,13 @@ Input (issue 5, public contract): an HDF5 file with
 * root attributes ``te_s``, ``b0_t``, ``spacing_mm`` (three values, x y z) and optionally
   ``alpha_ppm_per_c`` (default -0.01) and ``body_temperature_c`` (default 37).
 
-Or a DICOM folder holding a magnitude series and a phase series (``ImageType`` ``M`` / ``P``, in
-the folder or in two sub-folders); the phase's stored values are mapped to radians by its rescale
-and, for Siemens-style integers in [-4096, 4095], ``value * pi / 4096``. TE and B0 come from
-``EchoTime`` (ms) and ``MagneticFieldStrength`` (T).
+Or a DICOM folder (or its sub-folders) holding magnitude and phase images, or real and imaginary
+ones, as the vendors write them: separate series (Siemens) or interleaved in one (Philips, GE); the
+part is read from ``ImageType`` (``M`` / ``P`` / ``R`` / ``I``, Philips' ``M_FFE`` / ``PHASE MAP``...)
+or GE's private image type (0043,102F). The phase is rescaled (``RescaleSlope`` / ``Intercept``) and
+mapped to radians by the vendor's convention (:func:`phase_to_radians`: radians, Philips and GE
+milliradians, Siemens' 12-bit -4096..4095). TE and B0 come from ``EchoTime`` (ms) and
+``MagneticFieldStrength`` (T).
 
 Output ``DIR/temperature.h5``: ``/temperature_c`` float32 ``(T, [S,] H, W)`` absolute temperature,
 ``/uncertainty_c`` (same shape), ``/trusted`` uint8 (same shape), ``/cem43_min`` float32
@@ -22,6 +25,7 @@ the method and every parameter.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +36,8 @@ import numpy as np
 
 from igikit.errors import InputError
 from igikit.workflows.fus.thermometry import DEFAULT_ALPHA_PPM_PER_C, ThermometryResult
+
+log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "temperature.h5"
 
@@ -192,19 +198,118 @@ def _check_frames(frames: np.ndarray, times: np.ndarray, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------- DICOM
-def _image_kind(ds: Any) -> str | None:
-    kinds = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    if any(v in ("P", "PHASE", "PHASE MAP") for v in kinds):
-        return "phase"
-    if any(v in ("M", "MAGNITUDE", "M_FFE", "M_SE") for v in kinds):
-        return "magnitude"
-    return None
+#: ``ImageType`` values naming each part of a complex image, as the vendors write them: Siemens
+#: ``M`` / ``P`` / ``R`` / ``I`` (value 3), Philips ``M_FFE`` / ``PHASE MAP`` / ``R_FFE`` / ``I_FFE``
+#: (and ``M`` / ``P`` / ``R`` / ``I``), the standard's ``MAGNITUDE`` / ``PHASE`` / ``REAL`` / ``IMAGINARY``.
+IMAGE_TYPE_KINDS: dict[str, frozenset[str]] = {
+    "magnitude": frozenset({"M", "MAGNITUDE", "M_FFE", "M_SE", "M_IR", "M_PCA", "MAG"}),
+    "phase": frozenset({"P", "PHASE", "PHASE MAP", "P_FFE", "P_SE", "P_IR", "P_PCA", "PHA"}),
+    "real": frozenset({"R", "REAL", "R_FFE", "R_SE", "R_IR"}),
+    "imaginary": frozenset({"I", "IMAGINARY", "I_FFE", "I_SE", "I_IR"}),
+}
+#: GE writes ``ORIGINAL\PRIMARY\OTHER`` and says which part an image is in the private tag
+#: (0043,102F): 0 magnitude, 1 phase, 2 real, 3 imaginary.
+GE_IMAGE_TYPE_TAG = (0x0043, 0x102F)
+GE_IMAGE_TYPES = {0: "magnitude", 1: "phase", 2: "real", 3: "imaginary"}
+#: Siemens stores phase as 12 bits, 0..4095 rescaled (slope 2, intercept -4096) to -4096..4094 for -pi..pi.
+SIEMENS_PHASE_FULL_SCALE = 4096.0
+
+
+def image_kind(ds: Any) -> str | None:
+    """Which part of a complex image a DICOM image holds: magnitude, phase, real, imaginary (None: unknown).
+
+    GE's private image type (0043,102F) first, then ``ImageType``; an image whose values name two
+    parts is not guessed at.
+    """
+    ge = _ge_image_type(ds)
+    if ge is not None:
+        return GE_IMAGE_TYPES.get(ge)
+    values = ds.get("ImageType") or []
+    tokens = {str(v).strip().upper() for v in ([values] if isinstance(values, str) else values)}
+    kinds = [kind for kind, names in IMAGE_TYPE_KINDS.items() if tokens & names]
+    return kinds[0] if len(kinds) == 1 else None
+
+
+def _ge_image_type(ds: Any) -> int | None:
+    element = ds.get(GE_IMAGE_TYPE_TAG)
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(value, bytes | bytearray):  # implicit VR without GE's private dictionary: raw SS
+        return int.from_bytes(value[:2], "little", signed=True) if len(value) >= 2 else None
+    try:
+        return int(value[0] if isinstance(value, list | tuple) else value)
+    except (TypeError, ValueError):
+        return None
+
+
+def phase_to_radians(values: np.ndarray, *, units: str | None = None, manufacturer: str = "") -> tuple[np.ndarray, str]:
+    """Stored (rescaled) phase values in radians, by the vendor's convention; and that convention in words.
+
+    * ``RescaleType`` ``rad`` / ``mrad`` (Philips writes ``mrad``) is followed;
+    * values within [-pi, pi] are radians (Philips real-world values, igikit, most research tools);
+    * Siemens: 12-bit integers, after the rescale (slope 2, intercept -4096) -4096..4094 for [-pi, pi)
+      (``value * pi / 4096``) — also assumed for any values beyond the milliradian range;
+    * otherwise (GE, Philips without ``RescaleType``) milliradians, -3142..3142.
+
+    Raises
+    ------
+    InputError
+        For values beyond every convention (above 4096 in magnitude).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    unit = (units or "").strip().lower()
+    largest = float(np.max(np.abs(v))) if v.size else 0.0
+    if unit in ("rad", "radian", "radians"):
+        return v, "radians (RescaleType)"
+    if unit in ("mrad", "milliradian", "milliradians"):
+        return v / 1000.0, "milliradians (RescaleType)"
+    if largest <= math.pi * (1 + 1e-4):
+        return v, "radians (values within [-pi, pi])"
+    siemens = "SIEMENS" in manufacturer.upper()
+    if siemens or largest > 1000.0 * math.pi + 2.0:
+        if largest > SIEMENS_PHASE_FULL_SCALE + 0.5:
+            raise InputError(
+                f"phase values up to {largest:g}: neither radians, milliradians (-3142..3142) nor Siemens' "
+                "12-bit phase (-4096..4095)"
+            )
+        return v * (math.pi / SIEMENS_PHASE_FULL_SCALE), "Siemens 12-bit (-4096..4095 for -pi..pi)"
+    return v / 1000.0, "milliradians (-3142..3142)"
+
+
+def _read_part(files: list[Path], folder: Path) -> Any:
+    """One part (magnitude, phase...) of a series from its files, rescaled, as an Image over time."""
+    # io.dicom reads a folder per SeriesInstanceUID; a Philips or GE series interleaves the parts
+    # under one UID, so the files of one part are assembled here with its frame reader
+    from igikit.io.dicom import _assemble, _frames_of, read_dataset
+
+    frames: list[Any] = []
+    first = None
+    for file in files:
+        ds = read_dataset(file)
+        if int(ds.get("NumberOfFrames") or 1) > 1:
+            raise InputError(f"{file.name} is multi-frame; thermometry reads single-frame series", folder)
+        first = first or ds
+        try:
+            frames.extend(_frames_of(ds, file)[0])
+        except InputError as exc:
+            raise InputError(f"{file.name}: {exc.problem}", folder) from None
+    assert first is not None
+    return _assemble(frames, first, folder, {"files": len(files)})
 
 
 def _read_dicom_folder(folder: Path, te_override: float | None, b0_override: float | None) -> ThermometrySeries:
-    from igikit.io.dicom import read_dataset, read_dicom
+    """Magnitude + phase (or real + imaginary) DICOM images in ``folder`` or its sub-folders.
 
-    found: dict[str, tuple[Path, str, Any]] = {}
+    Files are grouped by ``SeriesInstanceUID`` and part (:func:`image_kind`), so the parts may be
+    separate series (Siemens) or interleaved in one (Philips, GE). Magnitude + phase is used when
+    both are there, otherwise real + imaginary.
+    """
+    from igikit.io.dicom import read_dataset
+
+    groups: dict[tuple[str, str], list[Path]] = {}
+    headers: dict[tuple[str, str], Any] = {}
+    unknown = 0
     for directory in [folder, *sorted(d for d in folder.iterdir() if d.is_dir())]:
         for file in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
             try:
@@ -213,43 +318,61 @@ def _read_dicom_folder(folder: Path, te_override: float | None, b0_override: flo
                 continue
             if "Rows" not in ds:
                 continue
-            uid = str(ds.get("SeriesInstanceUID", ""))
-            kind = _image_kind(ds)
-            if kind is not None and uid not in found:
-                found[uid] = (directory, kind, ds)
-    by_kind: dict[str, list[tuple[str, Path, Any]]] = {"magnitude": [], "phase": []}
-    for uid, (directory, kind, ds) in found.items():
-        by_kind[kind].append((uid, directory, ds))
-    if len(by_kind["magnitude"]) != 1 or len(by_kind["phase"]) != 1:
+            kind = image_kind(ds)
+            if kind is None:
+                unknown += 1
+                continue
+            key = (str(ds.get("SeriesInstanceUID", "")), kind)
+            groups.setdefault(key, []).append(file)
+            headers.setdefault(key, ds)
+    by_kind: dict[str, list[tuple[str, str]]] = {kind: [] for kind in IMAGE_TYPE_KINDS}
+    for key in groups:
+        by_kind[key[1]].append(key)
+    counts = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
+    for kind, keys in by_kind.items():
+        if len(keys) > 1:
+            raise InputError(f"{len(keys)} {kind} series (ImageType); keep one series per part in the folder", folder)
+    if by_kind["magnitude"] and by_kind["phase"]:
+        first_key, second_key = by_kind["magnitude"][0], by_kind["phase"][0]
+    elif by_kind["real"] and by_kind["imaginary"]:
+        first_key, second_key = by_kind["real"][0], by_kind["imaginary"][0]
+    else:
+        why = f"; {unknown} images of no known part were ignored" if unknown else ""
         raise InputError(
-            f"expected one magnitude and one phase series (ImageType M / P), found "
-            f"{len(by_kind['magnitude'])} magnitude and {len(by_kind['phase'])} phase",
+            "expected a magnitude and a phase series, or a real and an imaginary one (ImageType M / P / R / I, or "
+            f"GE's image type 0043,102F), found {counts}{why}",
             folder,
         )
-    (m_uid, m_dir, m_ds), (p_uid, p_dir, _) = by_kind["magnitude"][0], by_kind["phase"][0]
-    magnitude = read_dicom(m_dir, series_uid=m_uid)
-    phase_img = read_dicom(p_dir, series_uid=p_uid)
-    mag, phase = np.asarray(magnitude.array, dtype=np.float64), np.asarray(phase_img.array, dtype=np.float64)
-    if mag.shape != phase.shape:
-        raise InputError(f"frames of different sizes: magnitude {mag.shape}, phase {phase.shape}", folder)
-    if not np.all(np.isfinite(phase)):
-        raise InputError("phase holds NaN or infinite values", folder)
-    if np.nanmax(np.abs(phase)) > 2 * math.pi + 1e-6:
-        # Siemens stores the phase as integers -4096..4095 for -pi..pi (after its rescale)
-        phase = phase * math.pi / 4096.0
-    if not magnitude.is_series:
-        raise InputError("the magnitude series has no time axis (one frame per position needed over time)", folder)
-    assert magnitude.frame_times_s is not None
-    te = te_override if te_override is not None else _dicom_number(m_ds, "EchoTime", 1e-3)
-    b0 = b0_override if b0_override is not None else _dicom_number(m_ds, "MagneticFieldStrength", 1.0)
+    first = _read_part(groups[first_key], folder)
+    second = _read_part(groups[second_key], folder)
+    a = np.asarray(first.array, dtype=np.float64)
+    b = np.asarray(second.array, dtype=np.float64)
+    if a.shape != b.shape:
+        raise InputError(f"frames of different sizes: {first_key[1]} {a.shape}, {second_key[1]} {b.shape}", folder)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise InputError(f"the {second_key[1]} images hold NaN or infinite values", folder)
+    ds = headers[first_key]
+    if second_key[1] == "phase":
+        manufacturer = str(ds.get("Manufacturer") or headers[second_key].get("Manufacturer") or "")
+        phase, convention = phase_to_radians(b, units=second.units, manufacturer=manufacturer)
+        log.info("%s: phase read as %s", folder, convention)
+        frames = (a * np.exp(1j * phase)).astype(np.complex64)
+    else:
+        frames = (a + 1j * b).astype(np.complex64)
+    if not first.is_series:
+        raise InputError(
+            f"the {first_key[1]} series has no time axis (one frame per position needed over time)", folder
+        )
+    assert first.frame_times_s is not None
+    te = te_override if te_override is not None else _dicom_number(ds, "EchoTime", 1e-3)
+    b0 = b0_override if b0_override is not None else _dicom_number(ds, "MagneticFieldStrength", 1.0)
     if te is None or b0 is None:
         which = [n for n, v in (("EchoTime (TE)", te), ("MagneticFieldStrength (B0)", b0)) if v is None]
         raise InputError(f"DICOM headers lack {', '.join(which)}; give --te-s / --b0-t", folder)
-    frames = (mag * np.exp(1j * phase)).astype(np.complex64)
     if frames.ndim == 4 and frames.shape[1] == 1:
         frames = frames[:, 0]
-    spacing = tuple(magnitude.spacing_mm) + (1.0,) * (3 - magnitude.dim)
-    times = np.asarray(magnitude.frame_times_s, dtype=np.float64)
+    spacing = tuple(first.spacing_mm) + (1.0,) * (3 - first.dim)
+    times = np.asarray(first.frame_times_s, dtype=np.float64)
     _check_frames(frames, times, folder)
     return ThermometrySeries(
         frames=frames,

@@ -25,6 +25,8 @@ References
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -157,13 +159,37 @@ def lesion_mask(cem43_min: npt.ArrayLike, *, threshold_min: float = LESION_THRES
     return (np.asarray(cem43_min) >= threshold_min).astype(np.uint8)
 
 
+#: The real-time dose clips temperatures to this range (°C): below it the dose is nil, above it lethal
+#: many times over (2^107 minutes per second at 150 °C), and the rates stay finite in float32.
+DOSE_TEMPERATURE_RANGE_C = (-50.0, 150.0)
+
+
 class DoseAccumulator:
     """CEM43 updated frame by frame, for real-time use (the same exact integral as :func:`cem43`).
+
+    Each voxel's dose rate ``r = R ** (43 - T)`` at the last frame is kept, so a frame costs one
+    exponential per voxel, and every step is a whole-array operation (no masks, which cost more than
+    the arithmetic on random voxels). With ``c = ln(1 / R)`` and ``u = c (T1 - T0)``:
+
+    * on one side of 43 °C the exact integral of a linear segment is ``dt (r1 - r0) / u``, or its
+      series ``dt r0 (1 + u/2 + u^2/6 + u^3/24 + u^4/120)`` where ``|u|`` is small and the difference
+      would cancel;
+    * across 43 °C, where the rate is 1 on both sides, the two exact parts of :func:`cem43_increment`
+      add up to ``dt ((r1 - 1) / c1 - (r0 - 1) / c0) / (T1 - T0)``.
+
+    Temperatures are clipped to :data:`DOSE_TEMPERATURE_RANGE_C`; the dose itself is summed in float64.
 
     Parameters
     ----------
     shape
         Shape of one temperature map.
+    dtype
+        Working precision of the rates: float64 (default, exact to ~1e-12) or float32, for the
+        real-time thermometry of float32 temperature maps (NumPy's float32 exponential is
+        vectorised, several times faster than float64's on AVX2). float32 rates carry a relative error
+        of about 4e-6 on heating curves and up to 5e-5 for noise jumping around 100 °C (against the
+        float64 :func:`cem43`), the dose of a temperature error below 1e-4 °C: the float32
+        temperature's own rounding is of that order, and the thermometry noise three orders larger.
 
     Examples
     --------
@@ -174,21 +200,74 @@ class DoseAccumulator:
     2.0
     """
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], *, dtype: npt.DTypeLike = np.float64) -> None:
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise InputError(f"dose rates are float32 or float64, not {self.dtype}")
         self.dose_min = np.zeros(shape)
-        self._last_temperature: np.ndarray | None = None
+        self._scalar: type[np.floating[Any]] = np.float32 if self.dtype == np.float32 else np.float64
+        one = self._scalar
+        # below this |u| the series (truncation u^5 / 720) replaces the difference (rounding eps / u)
+        self._small_u = one(1e-4 if self.dtype == np.float64 else 2e-2)
+        self._ln_below, self._ln_step = one(_LN_BELOW), one(_LN_ABOVE - _LN_BELOW)
+        self._last: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # T, hot, rate, q
         self._last_time_s: float | None = None
 
-    def update(self, temperature_c: np.ndarray, time_s: float) -> np.ndarray:
+    def _difference_quotient(self, numerator: np.ndarray, x: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+        """``numerator / x``, where ``numerator = scale * expm1(x)``, accurate also for small ``|x|``.
+
+        Where ``|x|`` is small the difference in ``numerator`` has cancelled: there the series
+        ``scale * (1 + x/2 + x^2/6 + x^3/24 + x^4/120)`` replaces it. Blended arithmetically, no masks.
+        """
+        one = self._scalar
+        small = (np.abs(x) < self._small_u).astype(self.dtype)
+        numerator /= x + small  # x + 1 where small: never 0, and replaced below
+        series = x * one(1 / 120)
+        for c in (1 / 24, 1 / 6, 1 / 2):
+            series += one(c)
+            series *= x
+        series += one(1.0)
+        if scale is not None:
+            series *= scale
+        series -= numerator
+        series *= small
+        numerator += series
+        return numerator
+
+    def update(self, temperature_c: npt.ArrayLike, time_s: float) -> np.ndarray:
         """Add the dose since the previous frame and return the running CEM43 (minutes)."""
-        temperature = np.asarray(temperature_c, dtype=np.float64)
+        one = self._scalar
+        temperature = np.asarray(temperature_c)
         if temperature.shape != self.dose_min.shape:
             raise InputError(f"temperature map of shape {temperature.shape}, expected {self.dose_min.shape}")
-        if self._last_temperature is not None and self._last_time_s is not None:
-            dt = float(time_s) - self._last_time_s
-            if dt < 0:
-                raise InputError(f"frame time {time_s} s is before the previous frame ({self._last_time_s} s)")
-            self.dose_min += cem43_increment(self._last_temperature, temperature, dt)
-        self._last_temperature = temperature
+        if self._last_time_s is not None and float(time_s) < self._last_time_s:
+            raise InputError(f"frame time {time_s} s is before the previous frame ({self._last_time_s} s)")
+        low, high = DOSE_TEMPERATURE_RANGE_C
+        temp = np.clip(temperature, one(low), one(high), dtype=self.dtype)  # a copy: the caller may reuse its map
+        hot = (temp >= one(BREAKPOINT_C)).astype(self.dtype)
+        ln_inv_r = hot * self._ln_step
+        ln_inv_r += self._ln_below
+        above = temp - one(BREAKPOINT_C)
+        exponent = above * ln_inv_r
+        rate = np.exp(exponent)
+        # q = (rate - 1) / c = (T - 43) expm1(x) / x: the dose from 43 °C to T (NumPy's expm1 is not vectorised)
+        q = self._difference_quotient(rate - one(1.0), exponent, None)
+        q *= above
+        if self._last is not None and self._last_time_s is not None:
+            last_temp, last_hot, last_rate, last_q = self._last
+            change = temp - last_temp
+            # one side of 43 °C: (r1 - r0) / u = r0 expm1(u) / u
+            increment = self._difference_quotient(rate - last_rate, ln_inv_r * change, last_rate)
+            crossing = np.abs(hot - last_hot)
+            if crossing.any():
+                across = q - last_q
+                change *= crossing
+                change += one(1.0) - crossing  # T1 - T0 where crossing (never 0 there), 1 elsewhere
+                across /= change
+                across -= increment
+                across *= crossing
+                increment += across
+            self.dose_min += increment * ((float(time_s) - self._last_time_s) / 60.0)
+        self._last = (temp, hot, rate, q)
         self._last_time_s = float(time_s)
         return self.dose_min

@@ -125,6 +125,70 @@ def phase_difference(frames: npt.ArrayLike, baseline: npt.ArrayLike) -> np.ndarr
     return np.angle(np.asarray(frames) * np.conj(np.asarray(baseline)))
 
 
+#: atan(a) = a * P(a^2) on [0, 1], P of degree 7 fitted for the least maximum error (3.8e-8 rad in float64).
+_ATAN_COEF = (
+    0.999999335733753,
+    -0.3332986145888014,
+    0.1994657393430219,
+    -0.13908673656349785,
+    0.09642316353025655,
+    -0.055914029451211364,
+    0.021864188045109825,
+    -0.004054920292337533,
+)
+
+
+def _fold(r: np.ndarray, flag: np.ndarray, offset: float) -> None:
+    """``r <- offset - r`` where ``flag``, in place, by arithmetic (``np.where`` is several times slower)."""
+    f = flag.astype(r.dtype)
+    g = f * r.dtype.type(-2.0)
+    g += r.dtype.type(1.0)
+    r *= g
+    f *= r.dtype.type(offset)
+    r += f
+
+
+def fast_angle(z: npt.ArrayLike) -> np.ndarray:
+    """``np.angle(z)`` in (-pi, pi] by a polynomial arctangent, 3-4 times faster on complex64.
+
+    NumPy's ``arctan2`` calls the scalar C library per element, whereas these ~25 elementwise
+    operations are vectorised: the real-time thermometry's phase costs ~0.4 ms instead of ~1.5 ms per
+    frame of 3 x 128 x 128. The octant is reduced to ``a = min(|x|, |y|) / max(|x|, |y|)`` in [0, 1],
+    ``atan(a) = a P(a^2)`` with a degree-7 minimax-fitted ``P`` (3.8e-8 rad in exact arithmetic), then
+    folded back. Maximum error against ``np.angle`` of the same values in complex128: 3.2e-7 rad in
+    float32 (``np.angle`` of complex64 itself: 2.5e-7 rad), i.e. 4e-6 °C at 1.5 T, TE 20 ms. Signed
+    zeros follow ``np.angle``; complex64 gives float32, anything else float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.exp(1j * np.array([-3.0, -1.0, 0.0, 0.5, 2.0, np.pi]))
+    >>> bool(np.allclose(fast_angle(z), np.angle(z), atol=1e-9, rtol=0))
+    True
+    """
+    arr = np.asarray(z)
+    ftype = np.float32 if arr.dtype == np.complex64 else np.float64
+    x = np.ascontiguousarray(arr.real, dtype=ftype)
+    y = np.ascontiguousarray(arr.imag, dtype=ftype)
+    ax, ay = np.abs(x), np.abs(y)
+    big = np.maximum(ax, ay)
+    big += np.finfo(ftype).tiny  # 0 / 0 -> 0 for z = 0, as np.angle
+    a = np.minimum(ax, ay)
+    a /= big
+    s = a * a
+    coef = [ftype(c) for c in _ATAN_COEF]
+    r = s * coef[-1]
+    for c in reversed(coef[1:-1]):
+        r += c
+        r *= s
+    r += coef[0]
+    r *= a
+    _fold(r, ay > ax, math.pi / 2)
+    _fold(r, np.signbit(x), math.pi)
+    np.copysign(r, y, out=r)
+    return r
+
+
 def unwrap_in_time(phase: npt.ArrayLike) -> np.ndarray:
     """Unwrap a phase-change series along time (axis 0): consecutive changes stay within pi.
 
@@ -156,34 +220,57 @@ def _basis(h: int, w: int, order: int) -> np.ndarray:
     return basis
 
 
-def _robust_lstsq(design: np.ndarray, values: np.ndarray, reject: float, iterations: int) -> np.ndarray:
-    """Least squares that drops samples whose residual exceeds ``reject`` robust standard deviations."""
-    keep = np.ones(values.shape[0], dtype=bool)
-    coef = np.zeros(design.shape[1])
+def _median(values: np.ndarray) -> float:
+    """Median of a 1D array by partial sort (``np.median`` without its checks; the input is reordered)."""
+    n = values.size
+    half = n // 2
+    if n % 2:
+        values.partition(half)
+        return float(values[half])
+    values.partition((half - 1, half))
+    return 0.5 * float(values[half - 1] + values[half])
+
+
+def _robust_lstsq(design_t: np.ndarray, values: np.ndarray, reject: float, iterations: int) -> np.ndarray:
+    """Least squares that drops samples whose residual exceeds ``reject`` robust standard deviations.
+
+    ``design_t`` is the transposed design matrix ``(terms, samples)``. Dropped samples get weight 0
+    in the normal equations instead of being copied out (half the cost per iteration).
+    """
+    n_terms, n = design_t.shape
+    if n < n_terms:
+        raise InputError(
+            f"only {n} usable reference voxels for a fit with {n_terms} terms; "
+            "enlarge the reference region or lower the polynomial order"
+        )
+    keep: np.ndarray | None = None
+    weight = np.ones(n)
+    coef = np.zeros(n_terms)
     for it in range(iterations + 1):
-        a, b = design[keep], values[keep]
-        if a.shape[0] < design.shape[1]:
-            raise InputError(
-                f"only {a.shape[0]} usable reference voxels for a fit with {design.shape[1]} terms; "
-                "enlarge the reference region or lower the polynomial order"
-            )
-        gram = a.T @ a
+        weighted = design_t if keep is None else design_t * weight
         try:
             # normal equations: a few terms, well-conditioned on [-1, 1] coordinates, and far cheaper
             # than an SVD in a real-time loop
-            coef = np.linalg.solve(gram, a.T @ b)
+            coef = np.linalg.solve(weighted @ design_t.T, weighted @ values)
         except np.linalg.LinAlgError:
-            coef = np.linalg.lstsq(a, b, rcond=None)[0]
+            rows = slice(None) if keep is None else keep
+            coef = np.linalg.lstsq(design_t.T[rows], values[rows], rcond=None)[0]
         if it == iterations:
             break
-        residual = values - design @ coef
-        centre = float(np.median(residual[keep]))
+        residual = values - coef @ design_t
+        kept = residual.copy() if keep is None else residual[keep]
+        centre = _median(kept)
+        kept -= centre
+        np.abs(kept, out=kept)
         # a floor of 1e-4 rad (~0.001 °C) keeps noise-free data from rejecting its own rounding
-        spread = max(1.4826 * float(np.median(np.abs(residual[keep] - centre))), 1e-4)
-        new_keep = np.abs(residual - centre) <= reject * spread
-        if np.array_equal(new_keep, keep) or new_keep.sum() < design.shape[1]:
+        spread = max(1.4826 * _median(kept), 1e-4)
+        residual -= centre
+        new_keep = np.abs(residual, out=residual) <= reject * spread
+        unchanged = bool(new_keep.all()) if keep is None else np.array_equal(new_keep, keep)
+        if unchanged or new_keep.sum() < n_terms:
             break
         keep = new_keep
+        np.copyto(weight, keep)
     return coef
 
 
@@ -219,7 +306,8 @@ def fit_background_phase(
     Returns
     -------
     numpy.ndarray
-        The fitted polynomial evaluated everywhere (same shape as ``phase``).
+        The fitted polynomial evaluated everywhere (same shape as ``phase``; float32 for a float32
+        phase, otherwise float64).
 
     Raises
     ------
@@ -235,7 +323,9 @@ def fit_background_phase(
     >>> bool(np.allclose(fit, drift))
     True
     """
-    values = np.asarray(phase, dtype=np.float64)
+    values = np.asarray(phase)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     where = np.asarray(mask, dtype=bool)
     if values.shape != where.shape:
         raise InputError(f"reference mask of shape {where.shape} for phase of shape {values.shape}")
@@ -250,9 +340,10 @@ def fit_background_phase(
         sel = np.flatnonzero(slices_m[s])
         if max_voxels is not None and sel.size > max_voxels:
             sel = sel[:: -(-sel.size // max_voxels)]
-        design = flat_basis[:, sel].T
-        coef = _robust_lstsq(design, slices_v[s].reshape(-1)[sel], reject, iterations)
-        out[s] = np.tensordot(coef, basis, axes=1)
+        # the fit in float64 on the selected voxels; the map in the phase's own precision
+        selected = slices_v[s].reshape(-1)[sel].astype(np.float64)
+        coef = _robust_lstsq(flat_basis[:, sel], selected, reject, iterations)
+        out[s] = (coef @ flat_basis).reshape(out.shape[1:])
     return out if values.ndim == 3 else out[0]
 
 
@@ -301,8 +392,7 @@ def referenceless_background_phase(
         if order == 0:
             coef = np.zeros(0)
         else:
-            design = np.concatenate([bx, by], axis=1).T
-            coef = _robust_lstsq(design, np.concatenate([gx, gy]), reject, iterations)
+            coef = _robust_lstsq(np.concatenate([bx, by], axis=1), np.concatenate([gx, gy]), reject, iterations)
         smooth = np.tensordot(coef, basis[1:], axes=1) if coef.size else np.zeros(zs.shape[1:])
         if not mm.any():
             raise InputError("the reference region of a slice is empty")
@@ -446,15 +536,30 @@ def temperature_uncertainty(
     k = abs(prf_phase_per_degree(te_s=te_s, b0_t=b0_t, alpha_ppm_per_c=alpha_ppm_per_c))
     # float32 magnitudes (complex64 frames) stay float32: half the memory traffic in real time
     ftype = np.float32 if np.asarray(magnitude).dtype == np.float32 else np.float64
+    variance = _phase_variance(np.asarray(magnitude, dtype=ftype), noise_sigma, 1)
+    baseline = None
+    if baseline_magnitude is not None:
+        baseline = _phase_variance(np.asarray(baseline_magnitude, dtype=ftype), noise_sigma, n_baseline)
+    return _uncertainty_from_variance(variance, baseline, k)
+
+
+def _phase_variance(magnitude: np.ndarray, noise_sigma: float, n_average: int) -> np.ndarray:
+    """Phase variance ``sigma^2 / (N A^2)`` (rad^2) of a magnitude averaged over ``N`` frames; inf without signal."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        a: np.ndarray = np.asarray(magnitude, dtype=ftype)
-        var = np.divide(np.asarray(noise_sigma**2, dtype=ftype), a * a)
-        if baseline_magnitude is not None:
-            b: np.ndarray = np.asarray(baseline_magnitude, dtype=ftype)
-            var += np.divide(np.asarray(noise_sigma**2 / max(int(n_baseline), 1), dtype=ftype), b * b)
-        sigma_t = np.sqrt(var) * np.asarray(1.0 / k, dtype=ftype)
+        square = magnitude * magnitude
+        return np.asarray(
+            np.divide(np.asarray(noise_sigma**2 / max(int(n_average), 1), dtype=magnitude.dtype), square, out=square)
+        )
+
+
+def _uncertainty_from_variance(variance: np.ndarray, baseline: np.ndarray | None, k_abs: float) -> np.ndarray:
+    """Temperature standard deviation (°C) of a phase variance (plus the baseline's), capped at "no signal"."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = variance if baseline is None else np.add(variance, baseline, out=variance)
+        sigma_t = np.sqrt(total, out=total)
+        sigma_t *= np.asarray(1.0 / k_abs, dtype=total.dtype)
         # fmin also turns the NaN of 0/0 into "no signal"
-        return np.asarray(np.fmin(sigma_t, np.asarray(NO_SIGNAL_UNCERTAINTY_C, dtype=ftype)))
+        return np.asarray(np.fmin(sigma_t, np.asarray(NO_SIGNAL_UNCERTAINTY_C, dtype=total.dtype), out=sigma_t))
 
 
 def noise_sigma_for_uncertainty(
@@ -576,6 +681,7 @@ class RealtimeThermometry:
         self._shape: tuple[int, ...] | None = None
         self._previous_phase: np.ndarray | None = None
         self._dose: DoseAccumulator | None = None
+        self._baseline_variance: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------------ setup
     def set_baseline(self, frames: npt.ArrayLike) -> None:
@@ -606,7 +712,22 @@ class RealtimeThermometry:
             self._atlas_mag = np.abs(self._atlas).reshape(1, -1)
             self._n_baseline = int(z.shape[0])
         self._previous_phase = None
-        self._dose = DoseAccumulator(self._shape)
+        self._baseline_variance = {}
+        # complex64 frames give float32 temperatures: their dose rates in float32 (see DoseAccumulator)
+        self._dose = DoseAccumulator(self._shape, dtype=np.float32 if z.dtype == np.complex64 else np.float64)
+
+    def _uncertainty(self, mag: np.ndarray, index: int) -> np.ndarray:
+        """:func:`temperature_uncertainty` of this frame against atlas entry ``index``, its baseline term cached."""
+        assert self.noise_sigma is not None and self._atlas_mag is not None and self._shape is not None
+        baseline = None
+        if self.method != "referenceless":
+            baseline = self._baseline_variance.get(index)
+            if baseline is None:
+                # the baseline's share of the phase variance, sigma^2 / (N_b A_b^2), fixed per atlas entry
+                atlas_mag = self._atlas_mag[index].reshape(self._shape).astype(mag.dtype)
+                baseline = _phase_variance(atlas_mag, self.noise_sigma, self._n_baseline)
+                self._baseline_variance[index] = baseline
+        return _uncertainty_from_variance(_phase_variance(mag, self.noise_sigma, 1), baseline, abs(self.k))
 
     # ------------------------------------------------------------------------ frames
     def update(self, frame: npt.ArrayLike, time_s: float) -> ThermometryFrame:
@@ -624,32 +745,28 @@ class RealtimeThermometry:
             # the same criterion as select_baselines, with the library's tile means precomputed
             cost = self._atlas_sq - 2.0 * (self._atlas_coarse @ block_means(mag).reshape(-1))
             index = int(np.argmin(cost))
-        baseline_mag = None if self.method == "referenceless" else self._atlas_mag[index].reshape(self._shape)
-        uncertainty = temperature_uncertainty(
-            mag,
-            self.noise_sigma,
-            te_s=self.te_s,
-            b0_t=self.b0_t,
-            alpha_ppm_per_c=self.alpha_ppm_per_c,
-            baseline_magnitude=baseline_mag,
-            n_baseline=self._n_baseline,
-        )
+        uncertainty = self._uncertainty(mag, index)
         trusted = uncertainty <= self.max_uncertainty_c
         fit_mask = trusted if self.reference_mask is None else trusted & self.reference_mask
         if self.method == "referenceless":
             assert self.drift_order is not None
             background = referenceless_background_phase(z, fit_mask, order=self.drift_order)
-            phase = np.angle(z * np.exp(-1j * background))
+            phase = fast_angle(z * np.exp(-1j * background))
         else:
-            phase = np.angle(z * np.conj(self._atlas[index]))
+            phase = fast_angle(z * np.conj(self._atlas[index]))
         if self._previous_phase is not None:
             # temporal unwrapping: stay within pi of the previous frame's phase change
-            turns = np.round((phase - self._previous_phase) * (1.0 / (2.0 * np.pi)))
-            phase = phase - (2.0 * np.pi) * turns
+            turns = phase - self._previous_phase
+            turns *= phase.dtype.type(1.0 / (2.0 * np.pi))
+            np.rint(turns, out=turns)
+            turns *= phase.dtype.type(2.0 * np.pi)
+            phase -= turns
         self._previous_phase = phase
         if self.method != "referenceless" and self.drift_order is not None:
-            phase = phase - fit_background_phase(phase, fit_mask, order=self.drift_order).astype(phase.dtype)
-        temperature = phase * (1.0 / self.k) + self.body_temperature_c
+            # a new array: the unwrapping keeps the phase before drift correction
+            phase = phase - fit_background_phase(phase, fit_mask, order=self.drift_order)
+        temperature = phase * phase.dtype.type(1.0 / self.k)
+        temperature += phase.dtype.type(self.body_temperature_c)
         dose = self._dose.update(temperature, time_s)
         return ThermometryFrame(
             frame_time_s=float(time_s),
@@ -664,7 +781,9 @@ class RealtimeThermometry:
 def _check_complex_finite(z: np.ndarray, what: str) -> None:
     if not np.iscomplexobj(z):
         raise InputError(f"{what} are {z.dtype}, not complex: PRF thermometry needs the phase")
-    if not np.all(np.isfinite(z)):
+    # a NaN or infinity makes the sum non-finite: one pass instead of a mask; a finite sum that
+    # overflows only sends it to the exact count
+    if not np.isfinite(z.sum()) and not np.all(np.isfinite(z)):
         bad = int(np.count_nonzero(~np.isfinite(z)))
         raise InputError(f"{what} hold {bad} NaN or infinite values")
 
