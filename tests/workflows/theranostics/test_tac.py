@@ -76,3 +76,25 @@ def test_aicc_and_bad_input() -> None:
         fit_time_activity([1.0, 1.0], [1.0, 2.0], 10.0)
     with pytest.raises(InputError):
         fit_time_activity([1.0, 2.0], [1.0, -2.0], 10.0)
+
+
+def test_four_points_use_the_hybrid_rule_not_a_mono_exponential_across_the_uptake() -> None:
+    # the phantom's tumour: uptake half-time 3 h, effective clearance ke; scans at 4, 24, 96, 168 h
+    t = np.array([4.0, 24.0, 96.0, 168.0])
+    ke = math.log(2) / LU_HALF_LIFE_H + math.log(2) / 200.0
+    ku = ke + math.log(2) / 3.0
+    a = 148.0 * (np.exp(-ke * t) - np.exp(-ku * t))
+    truth = 148.0 * (1 / ke - 1 / ku)
+    fit = fit_time_activity(t, a, LU_HALF_LIFE_H)
+    assert fit.model == "hybrid" and math.isnan(fit.candidates["bi"])  # bi not judged
+    assert fit.params["k_per_h"] == pytest.approx(ke, rel=0.01)
+    assert abs(fit.tia / truth - 1) < 0.03
+    mono = fit_time_activity(t, a, LU_HALF_LIFE_H, models=("mono",))
+    assert mono.tia / truth - 1 > 0.10  # what AICc alone gave: one exponential bent to the rising 4 h point
+    # the tail's uncertainty reaches the TIA
+    noisy = a * (1 + 0.03 * np.random.default_rng(1).standard_normal(4))
+    f = fit_time_activity(t, noisy, LU_HALF_LIFE_H)
+    assert f.model == "hybrid" and 0 < f.tia_se < 0.1 * f.tia
+    # three points: the tail through two points, no standard error
+    three = fit_time_activity(t[1:], a[1:], LU_HALF_LIFE_H)
+    assert three.model == "hybrid" and math.isnan(three.tia_se)

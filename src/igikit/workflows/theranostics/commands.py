@@ -68,6 +68,8 @@ def register(sub: Any) -> None:
     d.add_argument("--json", type=Path, default=None, metavar="OUT", help="per-VOI statistics as JSON")
     d.add_argument("--report", type=Path, default=None, metavar="OUT.html",
                    help="HTML report: dose maps, DVHs, time-activity curves with fits")
+    d.add_argument("--rtdose", type=Path, default=None, metavar="OUT.dcm",
+                   help="also write the dose as DICOM RTDOSE, under the patient and study of a DICOM input")
     d.set_defaults(func=_run_dose)
 
     b = sub.add_parser("bed", help="linear-quadratic BED of radionuclide therapy cycles")
@@ -78,19 +80,52 @@ def register(sub: Any) -> None:
     b.add_argument("--json", type=Path, default=None, metavar="OUT")
     b.set_defaults(func=_run_bed)
 
-    p = sub.add_parser("plan", help="treatment planning (plan y90: partition model)")
+    from igikit.workflows.theranostics.plan_commands import add_scout_options
+
+    p = sub.add_parser("plan", help="treatment planning: y90 (partition model), ho166 (scout), lu177 (next cycle)")
     psub = p.add_subparsers(dest="plan_kind", metavar="KIND")
     psub.required = True
-    y = psub.add_parser("y90", help="Y-90 radioembolisation activity by the partition model")
-    y.add_argument("--normal-liver-gy", type=float, required=True)
-    y.add_argument("--tumour-kg", type=float, required=True)
-    y.add_argument("--normal-liver-kg", type=float, required=True)
-    y.add_argument("--tn", type=float, required=True, help="tumour-to-normal-liver uptake ratio")
-    y.add_argument("--lsf", type=float, required=True, help="lung shunt fraction (0-1)")
-    y.add_argument("--lung-kg", type=float, default=None, help="lung mass (default 1.0 kg)")
-    y.add_argument("--profile", default="adult", help="patient profile for the limits (default adult)")
+    y = psub.add_parser("y90", help="Y-90 radioembolisation activity by the partition model",
+                        description="Partition model from given masses, T/N and lung shunt, or from a scout SPECT "
+                        "and its VOIs (--scout --voi: masses from VOI volumes and the profile's liver density, T/N and "
+                        "lung shunt from the counts); the BSA method alongside for comparison. The plan is a decision "
+                        "proposal with its uncertainty; --audit appends it to an audit log for approval.")
+    y.add_argument("--normal-liver-gy", type=float, default=None,
+                   help="prescribed normal-liver dose (default: the profile's normal_liver_gy)")
+    y.add_argument("--tumour-kg", type=float, default=None)
+    y.add_argument("--normal-liver-kg", type=float, default=None)
+    y.add_argument("--tn", type=float, default=None, help="tumour-to-normal-liver uptake ratio")
+    y.add_argument("--lsf", type=float, default=None, help="lung shunt fraction (0-1)")
+    y.add_argument("--lung-kg", type=float, default=None,
+                   help="lung mass (default: the profile's partition_model_lung_kg, 1.0 kg for adults)")
+    add_scout_options(y, required=False)
+    y.add_argument("--height-m", type=float, default=None, help="height for the BSA method (default: profile)")
+    y.add_argument("--weight-kg", type=float, default=None, help="weight for the BSA method (default: profile)")
+    y.add_argument("--bsa-formula", choices=("mosteller", "dubois", "meeh"), default=None,
+                   help="BSA formula (default mosteller; meeh for animal profiles without a height)")
+    y.add_argument("--profile", default="adult", help="patient profile for defaults and limits (default adult)")
     y.add_argument("--json", type=Path, default=None, metavar="OUT")
     y.set_defaults(func=_run_plan_y90)
+
+    h = psub.add_parser("ho166", help="Ho-166 radioembolisation activity from a Ho-166 scout; post-treatment check",
+                        description="The Ho-166 scout (about 250 MBq) predicts the treatment's distribution: the "
+                        "activity that gives the prescribed mean dose to the perfused liver (local deposition, "
+                        "15.87 Gy kg/GBq), the tumour, normal-liver and lung doses it predicts, with their "
+                        "uncertainty. With --post, the post-treatment SPECT (Bq/mL) is registered to the scout and "
+                        "its dose compared with the prediction voxel by voxel and per VOI.")
+    add_scout_options(h, required=True)
+    h.add_argument("--prescribe-gy", type=float, default=None,
+                   help="mean perfused-liver dose (default: the profile's ho166_perfused_liver_gy, 60 Gy)")
+    h.add_argument("--post", default=None, metavar="SPECT[@HOURS]",
+                   help="post-treatment SPECT (Bq/mL; @HOURS after administration, default at administration)")
+    h.add_argument("--administered-gbq", type=float, default=None,
+                   help="activity given, for the post-treatment comparison (default: the planned activity)")
+    h.add_argument("--lung-kg", type=float, default=None, help="lung mass (default: the profile's)")
+    h.add_argument("--out", type=Path, default=None, metavar="DOSE.nii.gz", help="predicted dose map (Gy)")
+    h.add_argument("--report", type=Path, default=None, metavar="OUT.html", help="HTML plan report")
+    h.add_argument("--profile", default="adult", help="patient profile for defaults and limits (default adult)")
+    h.add_argument("--json", type=Path, default=None, metavar="OUT")
+    h.set_defaults(func=_run_plan_ho166)
 
     lu = psub.add_parser("lu177", help="next Lu-177 cycle's activity under a cumulative kidney BED limit",
                          description="From cycle-1 dosimetry (the JSON of igikit dose --json): the next cycle's "
@@ -106,6 +141,8 @@ def register(sub: Any) -> None:
     lu.add_argument("--effective-h", type=float, default=None,
                     help="kidney effective half-time (h) when the dosimetry has no exponential fit")
     lu.add_argument("--profile", default="adult", help="patient profile for radiobiology and limits (default adult)")
+    lu.add_argument("--audit", type=Path, default=None, metavar="DB",
+                    help="append the plan, a proposal awaiting approval, to this audit log")
     lu.add_argument("--json", type=Path, default=None, metavar="OUT")
     lu.set_defaults(func=_run_plan_lu177)
 
@@ -208,6 +245,12 @@ def _run_dose(args: argparse.Namespace) -> int:
         "vois": {str(k): v.to_dict() for k, v in result.vois.items()},
     }
     write_image(dose, args.out)
+    if args.rtdose is not None:
+        from igikit.io.dicomdoc import source_dataset
+        from igikit.io.dicomrt import write_rtdose
+
+        # The source's patient, study and frame of reference, so a PACS files the dose with its images.
+        write_rtdose(dose, args.rtdose, reference=source_dataset(images[earliest]))
     if args.json is not None:
         _write_json(args.json, payload)
     if args.report is not None:
@@ -245,61 +288,15 @@ def _run_bed(args: argparse.Namespace) -> int:
 
 
 def _run_plan_y90(args: argparse.Namespace) -> int:
-    from igikit.core.profile import load_profile
-    from igikit.supervise.records import DecisionRecord
-    from igikit.workflows.theranostics.planning import partition_model_y90
+    from igikit.workflows.theranostics.plan_commands import run_plan_y90
 
-    profile = load_profile(args.profile)
-    limit = profile.number("dosimetry_limits.lung_gy_per_treatment")
-    lung_kg = args.lung_kg if args.lung_kg is not None else 1.0
-    plan = partition_model_y90(
-        normal_liver_gy=args.normal_liver_gy,
-        tumour_kg=args.tumour_kg,
-        normal_liver_kg=args.normal_liver_kg,
-        tn_ratio=args.tn,
-        lung_shunt_fraction=args.lsf,
-        lung_kg=lung_kg,
-        lung_limit_gy=limit,
-    )
-    warnings = []
-    try:
-        lsf_max = profile.number("dosimetry_limits.lung_shunt_fraction_max")
-        if args.lsf > lsf_max:
-            warnings.append(f"lung shunt fraction {args.lsf:.2f} above {lsf_max:.2f} (profile {profile.name})")
-    except InputError:
-        pass
-    explanation = plan.explanation() + f"; profile {profile.name}"
-    record = DecisionRecord(
-        decision="plan_activity",
-        value=f"{plan.activity_gbq:.2f} GBq",
-        explanation=explanation,
-        confidence=1.0,
-        component="theranostics.plan_y90",
-        component_version="1",
-        workflow="theranostics",
-        proposal=True,
-        data={"activity_gbq": plan.activity_gbq, "lung_gy": plan.lung_gy, "limits_ok": plan.limits_ok},
-    )
-    payload = {
-        "activity_gbq": plan.activity_gbq,
-        "liver_activity_gbq": plan.liver_activity_gbq,
-        "tumour_gy": plan.tumour_gy,
-        "normal_liver_gy": plan.normal_liver_gy,
-        "lung_gy": plan.lung_gy,
-        "lung_limit_gy": plan.lung_limit_gy,
-        "limits_ok": plan.limits_ok,
-        "warnings": warnings,
-        "explanation": explanation,
-        "profile": profile.name,
-        "model": "partition model (Ho et al. 1996), 49.67 Gy kg/GBq",
-        "decision": record.to_dict(),
-    }
-    if args.json is not None:
-        _write_json(args.json, payload)
-    print(explanation)
-    for w in warnings:
-        print(f"warning: {w}")
-    return 0
+    return run_plan_y90(args)
+
+
+def _run_plan_ho166(args: argparse.Namespace) -> int:
+    from igikit.workflows.theranostics.plan_commands import run_plan_ho166
+
+    return run_plan_ho166(args)
 
 
 def _kidney_from_dosimetry(
@@ -390,7 +387,13 @@ def _run_plan_lu177(args: argparse.Namespace) -> int:
         "model": "linear-quadratic BED, mono-exponential dose rate and repair (Dale 1985; Bodei et al. 2008)",
         "decision": record.to_dict(),
     }
+    from igikit.workflows.theranostics.plan_commands import append_to_audit
+
+    if getattr(args, "audit", None) is not None:
+        out["audit_seq"] = append_to_audit(args.audit, record)
     if args.json is not None:
         _write_json(args.json, out)
     print(explanation)
+    if "audit_seq" in out:
+        print(f"proposal appended to {args.audit} (seq {out['audit_seq']}), awaiting approval")
     return 0

@@ -154,29 +154,102 @@ def _check_labels(labels: Image, reference: Image) -> np.ndarray:
     return lab.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class GtmMatrix:
+    """The geometric transfer matrix of a label image at one resolution (:func:`gtm_matrix`).
+
+    ``ids`` are the VOI labels, ``weights[i, j]`` the mean over region ``i`` of region ``j``'s
+    blurred indicator, regions being the VOIs in ``ids`` order and then the rest of the image
+    (``background``: whether that rest has any voxel).
+    """
+
+    ids: tuple[int, ...]
+    weights: np.ndarray
+    background: bool
+
+
+def _blurred_ones(shape: tuple[int, ...], sigma_vox: Sequence[float]) -> np.ndarray:
+    """``gaussian_filter(ones(shape), sigma, mode="constant")``, by its separability (three 1D filters)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    out = np.ones((1, 1, 1))
+    for axis, (n, sg) in enumerate(zip(shape, sigma_vox, strict=True)):
+        line = gaussian_filter1d(np.ones(n), sg, mode="constant")
+        out = out * line.reshape([-1 if a == axis else 1 for a in range(3)])
+    return out
+
+
+def gtm_matrix(labels: np.ndarray, spacing_mm: Sequence[float], fwhm_mm: float) -> GtmMatrix:
+    """Geometric transfer matrix of the VOIs of ``labels`` for a Gaussian PSF of ``fwhm_mm``.
+
+    Each VOI's indicator is blurred inside its bounding box padded by the filter's reach (4 sigma,
+    SciPy's truncation), which gives the same numbers as blurring the whole image; the rest of the
+    image's blurred indicator is the blurred image of ones (separable) less the VOIs'.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if not math.isfinite(fwhm_mm) or fwhm_mm <= 0:
+        raise InputError(f"--resolution-mm must be a positive FWHM in mm, got {fwhm_mm}")
+    lab = np.asarray(labels)
+    sigma_vox = [fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in reversed(tuple(spacing_mm))]
+    reach = [int(4.0 * sg + 0.5) + 1 for sg in sigma_vox]
+    counts = np.bincount(lab.ravel())
+    ids = tuple(int(v) for v in np.flatnonzero(counts) if v > 0)
+    index = {v: k for k, v in enumerate(ids)}
+    n_bg = int(counts[0]) if counts.size else 0
+    n = len(ids) + (1 if n_bg else 0)
+    w = np.zeros((n, n))
+    rest = _blurred_ones(lab.shape, sigma_vox)  # becomes the background's blurred indicator
+    region_index = np.zeros(counts.size, dtype=np.int64)
+    for v, k in index.items():
+        region_index[v] = k
+    for v in ids:
+        where = np.argwhere(lab == v)
+        lo = np.maximum(where.min(axis=0) - reach, 0)
+        hi = np.minimum(where.max(axis=0) + np.asarray(reach) + 1, lab.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        sub = lab[box]
+        blurred = gaussian_filter((sub == v).astype(np.float64), sigma_vox, mode="constant")
+        # the box edge is either the image edge or beyond the filter's reach, so this is exact
+        sums = np.bincount(sub.ravel(), weights=blurred.ravel(), minlength=counts.size)
+        col = index[v]
+        for u in ids:
+            w[index[u], col] = sums[u] / counts[u]
+        if n_bg:
+            w[-1, col] = sums[0] / n_bg
+        rest[box] -= blurred
+    if n_bg:
+        sums = np.bincount(lab.ravel(), weights=rest.ravel(), minlength=counts.size)
+        for u in ids:
+            w[index[u], -1] = sums[u] / counts[u]
+        w[-1, -1] = sums[0] / n_bg
+    return GtmMatrix(ids, w, bool(n_bg))
+
+
 def gtm_correct(
-    activity_bq: np.ndarray, labels: np.ndarray, spacing_mm: Sequence[float], fwhm_mm: float
+    activity_bq: np.ndarray,
+    labels: np.ndarray,
+    spacing_mm: Sequence[float],
+    fwhm_mm: float,
+    *,
+    matrix: GtmMatrix | None = None,
 ) -> dict[int, float]:
     """Partial-volume-corrected total activity (Bq) per VOI: geometric transfer matrix.
 
     Rousset, Ma & Evans, J Nucl Med 39 (1998) 904: each region (the VOIs and the rest of the image)
     is blurred with the system's Gaussian point-spread function (FWHM in mm); ``W[i, j]`` is the
     mean in region ``i`` of region ``j``'s blurred indicator, and the true region means solve
-    ``W t = observed``. Assumes uniform activity within each region.
+    ``W t = observed``. Assumes uniform activity within each region. ``matrix`` (from
+    :func:`gtm_matrix` on the same labels, spacing and FWHM) saves recomputing ``W`` for every time
+    point.
     """
-    from scipy.ndimage import gaussian_filter
-
-    if not math.isfinite(fwhm_mm) or fwhm_mm <= 0:
-        raise InputError(f"--resolution-mm must be a positive FWHM in mm, got {fwhm_mm}")
-    sigma_vox = [fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in reversed(tuple(spacing_mm))]
-    ids = [int(v) for v in np.unique(labels) if v > 0]
-    regions = [labels == i for i in ids] + [labels == 0]
-    regions = [r for r in regions if r.any()]
-    blurred = [gaussian_filter(r.astype(np.float64), sigma_vox, mode="constant") for r in regions]
-    w = np.array([[b[ri].mean() for b in blurred] for ri in regions])
-    observed = np.array([activity_bq[r].mean() for r in regions])
-    true_means = np.linalg.lstsq(w, observed, rcond=None)[0]
-    return {i: float(max(true_means[k], 0.0) * regions[k].sum()) for k, i in enumerate(ids)}
+    lab = np.asarray(labels)
+    gtm = matrix if matrix is not None else gtm_matrix(lab, spacing_mm, fwhm_mm)
+    counts = np.bincount(lab.ravel())
+    sums = np.bincount(lab.ravel(), weights=np.asarray(activity_bq, dtype=np.float64).ravel(), minlength=counts.size)
+    observed = [sums[i] / counts[i] for i in gtm.ids] + ([sums[0] / counts[0]] if gtm.background else [])
+    true_means = np.linalg.lstsq(gtm.weights, np.asarray(observed), rcond=None)[0]
+    return {i: float(max(true_means[k], 0.0) * counts[i]) for k, i in enumerate(gtm.ids)}
 
 
 def compute_dose(
@@ -270,10 +343,13 @@ def compute_dose(
     fits: dict[int, TacFit] = {}
     if lab is not None:
         ids = [int(v) for v in np.unique(lab) if v > 0]
-        per_time = np.array([[a[lab == i].sum() for i in ids] for a in act_bq])  # (T, n_vois) Bq
+        flat = lab.ravel()
+        per_time = np.array([np.bincount(flat, weights=a.ravel(), minlength=max(ids) + 1)[ids]
+                             for a in act_bq])  # (T, n_vois) Bq
         if resolution_mm is not None:
+            gtm = gtm_matrix(lab, ref.spacing_mm, resolution_mm)
             for ti, a in enumerate(act_bq):
-                corrected = gtm_correct(a, lab, ref.spacing_mm, resolution_mm)
+                corrected = gtm_correct(a, lab, ref.spacing_mm, resolution_mm, matrix=gtm)
                 per_time[ti] = [corrected[i] for i in ids]
             notes.append(f"VOI activities corrected for partial volume (GTM, FWHM {resolution_mm} mm)")
         for col, i in enumerate(ids):

@@ -1,13 +1,15 @@
-"""Treatment planning formulas: the Y-90 partition model, linear-quadratic BED, Lu-177 next cycle.
+"""Treatment planning formulas: the Y-90 partition model and BSA method, the scout-based microsphere
+plan (Ho-166), linear-quadratic BED, the Lu-177 next cycle, and the propagation of uncertainty.
 
-Both are plain functions; the command line (``igikit plan y90``, ``igikit bed``) wraps them and
-reads limits from a patient profile.
+All are plain functions; the command line (``igikit plan y90|ho166|lu177``, ``igikit bed``) wraps
+them, reads limits and defaults from a patient profile, and :mod:`.scout` derives their inputs from
+scout images.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,3 +234,201 @@ def plan_lu177_next_cycle(
         cycles_done=int(cycles_done),
         limits_ok=bool(ok),
     )
+
+
+# ----------------------------------------------------------------------------- uncertainty
+def propagate(
+    fn: Callable[[np.ndarray], np.ndarray], x: Sequence[float] | np.ndarray, se: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Value and first-order standard error of ``fn(x)`` for independent inputs with errors ``se``.
+
+    Central differences of ``fn`` (a vector function of the vector ``x``) with steps of a hundredth
+    of each input's standard error (inputs without error are skipped); GUM (JCGM 100:2008) law of
+    propagation of uncertainty, uncorrelated inputs.
+
+    Examples
+    --------
+    >>> v, s = propagate(lambda x: np.array([x[0] * x[1]]), [2.0, 3.0], [0.1, 0.0])
+    >>> round(float(v[0]), 6), round(float(s[0]), 6)
+    (6.0, 0.3)
+    """
+    x0 = np.asarray(x, dtype=np.float64)
+    s0 = np.asarray(se, dtype=np.float64)
+    value = np.atleast_1d(np.asarray(fn(x0), dtype=np.float64))
+    var = np.zeros_like(value)
+    for i in range(x0.size):
+        if not s0[i] > 0:
+            continue
+        h = 0.01 * s0[i]
+        up, down = x0.copy(), x0.copy()
+        up[i] += h
+        down[i] -= h
+        grad = (np.atleast_1d(fn(up)) - np.atleast_1d(fn(down))) / (2.0 * h)
+        var += (grad * s0[i]) ** 2
+    return value, np.sqrt(var)
+
+
+def probability_below(value: float, se: float, limit: float) -> float:
+    """P(true value <= limit) for a normal estimate ``value`` with standard error ``se`` (0 or 1 when exact)."""
+    if not se > 0 or not math.isfinite(se):
+        return 1.0 if value <= limit else 0.0
+    return 0.5 * (1.0 + math.erf((limit - value) / (se * math.sqrt(2.0))))
+
+
+# ----------------------------------------------------------------------------- body surface area
+#: BSA formulas for people: Mosteller, N Engl J Med 317 (1987) 1098; DuBois & DuBois, Arch Intern
+#: Med 17 (1916) 863. Animals: Meeh's formula ``K W^(2/3) / 100`` (m^2, W in kg) with the species
+#: constant ``K`` from the profile (dog 10.1, cat 10.0).
+BSA_FORMULAS: tuple[str, ...] = ("mosteller", "dubois", "meeh")
+
+
+def body_surface_area_m2(
+    *, weight_kg: float, height_m: float | None = None, formula: str = "mosteller", meeh_k: float | None = None
+) -> float:
+    """Body surface area (m^2) by Mosteller, DuBois (height and weight) or Meeh (weight, species constant).
+
+    Examples
+    --------
+    >>> round(body_surface_area_m2(weight_kg=73.0, height_m=1.76), 3)
+    1.889
+    >>> round(body_surface_area_m2(weight_kg=73.0, height_m=1.76, formula="dubois"), 3)
+    1.889
+    >>> round(body_surface_area_m2(weight_kg=20.0, formula="meeh", meeh_k=10.1), 3)
+    0.744
+    """
+    w = _positive(weight_kg, "body weight (kg)")
+    if formula == "meeh":
+        if meeh_k is None:
+            raise InputError("the Meeh BSA formula needs the species constant K (physiology.bsa_meeh_k)")
+        return _positive(meeh_k, "Meeh constant") * w ** (2.0 / 3.0) / 100.0
+    if formula not in BSA_FORMULAS:
+        raise InputError(f"unknown BSA formula {formula!r}; choose from {', '.join(BSA_FORMULAS)}")
+    if height_m is None:
+        raise InputError(f"the {formula} BSA formula needs the height (--height-m or physiology.height_m)")
+    h_cm = _positive(height_m, "height (m)") * 100.0
+    if formula == "mosteller":
+        return math.sqrt(h_cm * w / 3600.0)
+    return 0.007184 * w**0.425 * h_cm**0.725
+
+
+#: SIR-Spheres instructions for use (Sirtex): activity reduction by lung shunt fraction
+#: (upper bound of the LSF band, fraction of the BSA activity kept); above the last band, no treatment.
+BSA_LSF_REDUCTION: tuple[tuple[float, float], ...] = ((0.10, 1.0), (0.15, 0.8), (0.20, 0.6))
+
+
+@dataclass(frozen=True)
+class BsaPlan:
+    """The SIR-Spheres BSA method's activity (GBq), for comparison with the partition model."""
+
+    activity_gbq: float
+    bsa_m2: float
+    formula: str
+    tumour_fraction: float
+    lsf_factor: float
+
+    def explanation(self) -> str:
+        """One sentence with the numbers behind it."""
+        return (f"BSA method {self.activity_gbq:.2f} GBq (BSA {self.bsa_m2:.2f} m2 by {self.formula}, tumour "
+                f"{100 * self.tumour_fraction:.1f}% of the liver, lung-shunt factor {self.lsf_factor:g})")
+
+
+def bsa_method_y90(*, bsa_m2: float, tumour_ml: float, liver_ml: float, lung_shunt_fraction: float,
+                   formula: str = "mosteller") -> BsaPlan:
+    """Y-90 resin-microsphere activity by the BSA method (SIR-Spheres instructions for use; Kennedy et al.,
+    Int J Radiat Oncol Biol Phys 68 (2007) 13)::
+
+        A [GBq] = BSA [m^2] - 0.2 + V_tumour / (V_tumour + V_normal liver)
+
+    reduced by 20 % for a lung shunt of 10-15 %, 40 % for 15-20 %; 0 above 20 %.
+
+    Examples
+    --------
+    >>> round(bsa_method_y90(bsa_m2=1.8, tumour_ml=200, liver_ml=1300, lung_shunt_fraction=0.05).activity_gbq, 4)
+    1.7333
+    """
+    bsa = _positive(bsa_m2, "body surface area")
+    vt = _positive(tumour_ml, "tumour volume", allow_zero=True)
+    vn = _positive(liver_ml, "normal-liver volume")
+    f = _positive(lung_shunt_fraction, "lung shunt fraction", allow_zero=True)
+    factor = 0.0
+    for upper, keep in BSA_LSF_REDUCTION:
+        if f <= upper:
+            factor = keep
+            break
+    frac = vt / (vt + vn)
+    return BsaPlan(max(bsa - 0.2 + frac, 0.0) * factor, bsa, formula, frac, factor)
+
+
+# ----------------------------------------------------------------------------- Ho-166
+@dataclass(frozen=True)
+class MicrospherePlan:
+    """A scout-based microsphere plan: activity (GBq) and the mean doses (Gy) it predicts, with standard errors.
+
+    ``perfused_gy`` is the prescribed mean dose to the perfused liver (tumour + normal liver).
+    """
+
+    nuclide: str
+    activity_gbq: float
+    activity_se_gbq: float
+    perfused_gy: float
+    tumour_gy: float
+    tumour_se_gy: float
+    normal_liver_gy: float
+    normal_liver_se_gy: float
+    lung_gy: float
+    lung_se_gy: float
+    lung_limit_gy: float
+    limits_ok: bool
+
+    def explanation(self) -> str:
+        """One sentence with the numbers behind the plan."""
+        verdict = "within" if self.limits_ok else "ABOVE"
+        return (
+            f"{self.activity_gbq:.2f} GBq {self.nuclide} (±{self.activity_se_gbq:.2f}): perfused liver "
+            f"{self.perfused_gy:.0f} Gy, tumour {self.tumour_gy:.0f} ± {self.tumour_se_gy:.2g} Gy, normal liver "
+            f"{self.normal_liver_gy:.0f} ± {self.normal_liver_se_gy:.2g} Gy, lung {self.lung_gy:.1f} ± "
+            f"{self.lung_se_gy:.2g} Gy (limit {self.lung_limit_gy:.0f}, {verdict})"
+        )
+
+
+def microsphere_activity(
+    *,
+    prescribed_gy: float,
+    perfused_kg: float,
+    tumour_kg: float,
+    liver_kg: float,
+    tumour_fraction_of_liver: float,
+    lung_shunt_fraction: float,
+    lung_kg: float,
+    nuclide_name: str = "Ho-166",
+) -> tuple[float, float, float, float]:
+    """(activity GBq, tumour Gy, normal-liver Gy, lung Gy) for a prescribed mean perfused-liver dose.
+
+    Local deposition with ``K`` Gy kg/GBq (Ho-166 15.87; Y-90 49.67, :mod:`.nuclides`); the scout
+    gives the lung shunt fraction ``F`` and the share ``f_T`` of the liver's activity that the tumour
+    holds (HEPAR, Smits et al., Lancet Oncol 13 (2012) 1025; Ho-166 scout: Smits et al., Eur J Nucl
+    Med Mol Imaging 47 (2020) 798)::
+
+        A = D M_perf / (K (1 - F))     D_T = D M_perf f_T / M_T     D_N = D M_perf (1 - f_T) / M_N
+        D_lung = K A F / M_lung
+
+    Examples
+    --------
+    >>> a, t, n, lung = microsphere_activity(prescribed_gy=60, perfused_kg=1.5, tumour_kg=0.05, liver_kg=1.45,
+    ...                                      tumour_fraction_of_liver=0.12, lung_shunt_fraction=0.05, lung_kg=1.0)
+    >>> round(a, 3), round(t), round(n, 1), round(lung, 2)
+    (5.97, 216, 54.6, 4.74)
+    """
+    d = _positive(prescribed_gy, "prescribed perfused-liver dose")
+    mp = _positive(perfused_kg, "perfused-liver mass")
+    mt = _positive(tumour_kg, "tumour mass", allow_zero=True)
+    mn = _positive(liver_kg, "normal-liver mass")
+    ft = _positive(tumour_fraction_of_liver, "tumour share of the liver activity", allow_zero=True)
+    f = _positive(lung_shunt_fraction, "lung shunt fraction", allow_zero=True)
+    if f >= 1 or ft > 1:
+        raise InputError(f"fractions must lie below 1, got lung shunt {f}, tumour share {ft}")
+    ml = _positive(lung_kg, "lung mass")
+    k = local_deposition_gy_per_gbq_kg(nuclide_name)
+    activity = d * mp / (k * (1.0 - f))
+    tumour = d * mp * ft / mt if mt > 0 else 0.0
+    return activity, tumour, d * mp * (1.0 - ft) / mn, k * activity * f / ml

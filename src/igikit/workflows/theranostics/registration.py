@@ -5,7 +5,10 @@ translation) transform centred on the image centre (geometry initialiser), norma
 over all voxels (insensitive to the overall decay between scans; deterministic, unlike sampled
 mutual information, and on the phantom both more accurate and faster), regular-step gradient
 descent with physical-shift scaling, three resolution levels (shrink 4, 2, 1; smoothing 2, 1, 0
-voxels). The scan is then resampled onto the first one's grid by linear interpolation of the
+voxels). The metric runs on the bounding box of each image's activity (above 1 % of its robust
+maximum, plus a 25 mm margin for motion and blur): the empty field of view around a patient adds
+nothing to the correlation but most of the cost (a 128^3 SPECT grid is about five times the box).
+The scan is then resampled onto the first one's grid by linear interpolation of the
 activity concentration (Bq/mL), which keeps total activity where voxel sizes differ.
 
 Time points are registered in order, each to the previous one *after that one's registration*
@@ -36,6 +39,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +95,27 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(sa, sb)[0, 1])
 
 
+#: Voxels below this fraction of an image's robust maximum (99.9th percentile) count as empty field of view.
+CROP_FRACTION = 0.01
+#: Margin kept around the activity's bounding box (mm): room for the motion between scans and the blur.
+CROP_MARGIN_MM = 25.0
+
+
+def _crop_to_activity(image: Any, arr: np.ndarray) -> Any:
+    """The SimpleITK ``image`` cut to the bounding box of ``arr`` (its array) above :data:`CROP_FRACTION`
+    of the robust maximum, plus :data:`CROP_MARGIN_MM`; physical coordinates are kept."""
+    top = float(np.percentile(arr, 99.9)) if arr.size else 0.0
+    inside = np.argwhere(arr > CROP_FRACTION * top) if top > 0 else np.empty((0, 3), dtype=np.int64)
+    if inside.shape[0] == 0:
+        return image
+    margin = np.ceil(CROP_MARGIN_MM / np.asarray(image.GetSpacing())[::-1]).astype(int)  # (z, y, x) voxels
+    lo = np.maximum(inside.min(axis=0) - margin, 0)
+    hi = np.minimum(inside.max(axis=0) + margin + 1, arr.shape)
+    if np.any(hi - lo < 8) or (np.all(lo == 0) and np.all(hi == arr.shape)):
+        return image
+    return image[int(lo[2]):int(hi[2]), int(lo[1]):int(hi[1]), int(lo[0]):int(hi[0])]
+
+
 def register_rigid(
     fixed: Image,
     moving: Image,
@@ -115,8 +140,12 @@ def register_rigid(
 
     if fixed.dim != 3 or moving.dim != 3 or fixed.is_series or moving.is_series:
         raise InputError(f"{what}: rigid registration needs two 3D images")
-    f = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
-    m = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
+    m_full = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
+    f_full = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
+    # the metric runs on the part of each image that holds activity (the patient, not the empty
+    # field of view around): on a 128^3 SPECT grid that is 5-10x fewer voxels for the same result
+    f = _crop_to_activity(f_full, np.asarray(fixed.array))
+    m = _crop_to_activity(m_full, np.asarray(moving.array))
     init = sitk.CenteredTransformInitializer(f, m, sitk.Euler3DTransform(),
                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
     reg = sitk.ImageRegistrationMethod()
@@ -137,7 +166,7 @@ def register_rigid(
     metric = float(reg.GetMetricValue())
     euler = sitk.Euler3DTransform(sitk.CompositeTransform(tx).GetNthTransform(0)) if isinstance(
         tx, sitk.CompositeTransform) else sitk.Euler3DTransform(tx)
-    out = sitk.Resample(m, f, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    out = sitk.Resample(m_full, f_full, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     arr = np.asarray(sitk.GetArrayFromImage(out), dtype=np.float64)
     arr = np.maximum(arr, 0.0)  # linear interpolation cannot go negative; guard rounding only
 

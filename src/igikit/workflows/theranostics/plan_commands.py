@@ -1,0 +1,385 @@
+"""``igikit plan y90`` and ``igikit plan ho166``: microsphere plans as decision proposals.
+
+Each plan is a decision proposal (DESIGN.md): a :class:`igikit.supervise.records.DecisionRecord`
+with ``proposal=True``, its explanation, the uncertainty carried from the scout (VOI masses and
+counts, :mod:`.scout`) and the patient profile it read its defaults and limits from. ``--audit DB``
+appends it to a hash-chained audit log, where a physicist approves or overrides it.
+
+The confidence of a plan is the probability, under the propagated standard errors (normal
+approximation), that the organ-at-risk limits it was checked against hold: the lung dose at or
+below the profile's per-treatment limit and the lung shunt fraction at or below the profile's
+maximum. Manual inputs carry no uncertainty, so it is then 1 or 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igikit.errors import InputError
+
+#: Label values of the VOIs by default: those of the phantoms of :mod:`igikit.sim.spect`.
+DEFAULT_LIVER_LABELS = "1"
+DEFAULT_TUMOUR_LABELS = "5"
+DEFAULT_LUNG_LABELS = "7"
+
+
+def add_scout_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    """The options every scout-based plan shares."""
+    p.add_argument("--scout", type=Path, required=required, metavar="SPECT",
+                   help="scout SPECT (Tc-99m MAA or Ho-166 scout; counts or Bq/mL)")
+    p.add_argument("--voi", type=Path, required=required, metavar="LABELS", help="VOI label image on the scout's grid")
+    p.add_argument("--liver-label", default=DEFAULT_LIVER_LABELS, metavar="L[,L]",
+                   help=f"label(s) of the normal (perfused, non-tumour) liver (default {DEFAULT_LIVER_LABELS})")
+    p.add_argument("--tumour-label", default=DEFAULT_TUMOUR_LABELS, metavar="L[,L]",
+                   help=f"label(s) of the tumour(s) (default {DEFAULT_TUMOUR_LABELS})")
+    p.add_argument("--lung-label", default=DEFAULT_LUNG_LABELS, metavar="L[,L]",
+                   help=f"label(s) of the lungs (default {DEFAULT_LUNG_LABELS})")
+    p.add_argument("--resolution-mm", type=float, default=None, metavar="FWHM",
+                   help="scout resolution: correct VOI counts for partial volume (GTM)")
+    p.add_argument("--audit", type=Path, default=None, metavar="DB",
+                   help="append the plan, a proposal awaiting approval, to this audit log")
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    from igikit.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _profile_default(profile: Any, key: str, given: float | None) -> float:
+    return float(given) if given is not None else float(profile.number(key))
+
+
+def _confidence(lung_gy: float, lung_se: float, lung_limit: float, lsf: float, lsf_se: float,
+                lsf_max: float | None) -> float:
+    from igikit.workflows.theranostics.planning import probability_below
+
+    p = probability_below(lung_gy, lung_se, lung_limit)
+    if lsf_max is not None:
+        p *= probability_below(lsf, lsf_se, lsf_max)
+    return float(min(max(p, 0.0), 1.0))
+
+
+def _lsf_max(profile: Any) -> float | None:
+    try:
+        return float(profile.number("dosimetry_limits.lung_shunt_fraction_max"))
+    except InputError:
+        return None
+
+
+def plan_record(kind: str, value: str, explanation: str, confidence: float, data: dict[str, Any]) -> Any:
+    """The plan as a decision proposal (``plan_activity``) of the theranostics workflow."""
+    from igikit.supervise.records import DecisionRecord
+
+    clean = {k: v for k, v in data.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    return DecisionRecord(decision="plan_activity", value=value, explanation=explanation, confidence=confidence,
+                          component=f"theranostics.plan_{kind}", component_version="2", workflow="theranostics",
+                          proposal=True, data=clean)
+
+
+def append_to_audit(path: Path, record: Any) -> int:
+    """Append ``record`` to the audit log at ``path`` (created if missing); returns its ``seq``."""
+    from igikit.supervise.audit import AuditLog
+
+    with AuditLog(path) as audit:
+        return int(audit.append(record))
+
+
+def _finish(args: argparse.Namespace, payload: dict[str, Any], record: Any, lines: list[str]) -> int:
+    payload["decision"] = record.to_dict()
+    if args.audit is not None:
+        payload["audit_seq"] = append_to_audit(args.audit, record)
+        lines.append(f"proposal appended to {args.audit} (seq {payload['audit_seq']}), awaiting approval")
+    if args.json is not None:
+        _write_json(args.json, payload)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _read_scout(args: argparse.Namespace) -> tuple[Any, Any, dict[str, np.ndarray], Any]:
+    """(scout image, labels, VOI masks, ScoutVois) from ``--scout``/``--voi`` and the label options."""
+    from igikit.io.image import read_image
+    from igikit.workflows.theranostics.scout import analyse_scout, parse_labels, voi_masks
+
+    scout = read_image(args.scout, series=False)
+    labels = read_image(args.voi, series=False)
+    groups = {"normal_liver": parse_labels(args.liver_label, "--liver-label"),
+              "tumour": parse_labels(args.tumour_label, "--tumour-label"),
+              "lung": parse_labels(args.lung_label, "--lung-label")}
+    if args.resolution_mm is not None and not (math.isfinite(args.resolution_mm) and args.resolution_mm > 0):
+        raise InputError(f"--resolution-mm must be a positive FWHM in mm, got {args.resolution_mm}")
+    try:
+        masks = voi_masks(labels, scout, groups)
+    except InputError as exc:
+        raise InputError(exc.problem, args.voi) from None
+    try:
+        vois = analyse_scout(scout, labels, liver_labels=groups["normal_liver"], tumour_labels=groups["tumour"],
+                             lung_labels=groups["lung"], resolution_mm=args.resolution_mm)
+    except InputError as exc:
+        raise InputError(exc.problem, args.scout) from None
+    return scout, labels, masks, vois
+
+
+def _bsa(args: argparse.Namespace, profile: Any, tumour_ml: float, liver_ml: float, lsf: float,
+         warnings: list[str]) -> Any:
+    from igikit.workflows.theranostics.planning import body_surface_area_m2, bsa_method_y90
+
+    weight = _profile_default(profile, "physiology.body_mass_kg", args.weight_kg)
+    height = args.height_m
+    if height is None:
+        try:
+            height = profile.number("physiology.height_m")
+        except InputError:
+            height = None
+    formula = args.bsa_formula or ("mosteller" if height is not None else "meeh")
+    meeh_k = None
+    if formula == "meeh":
+        try:
+            meeh_k = profile.number("physiology.bsa_meeh_k")
+        except InputError:
+            warnings.append(f"no BSA comparison: profile {profile.name} has no height_m or bsa_meeh_k; give --height-m")
+            return None
+    bsa = body_surface_area_m2(weight_kg=weight, height_m=height, formula=formula, meeh_k=meeh_k)
+    return bsa_method_y90(bsa_m2=bsa, tumour_ml=tumour_ml, liver_ml=liver_ml, lung_shunt_fraction=lsf,
+                          formula=formula)
+
+
+def run_plan_y90(args: argparse.Namespace) -> int:
+    """``igikit plan y90``: the partition model from given masses, T/N and LSF, or from a scout's images."""
+    from igikit.core.profile import load_profile
+    from igikit.workflows.theranostics.nuclides import local_deposition_gy_per_gbq_kg
+    from igikit.workflows.theranostics.planning import partition_model_y90, propagate
+    from igikit.workflows.theranostics.scout import lung_shunt, tn_ratio
+
+    manual = {"--tumour-kg": args.tumour_kg, "--normal-liver-kg": args.normal_liver_kg, "--tn": args.tn,
+              "--lsf": args.lsf}
+    if args.scout is not None or args.voi is not None:
+        if args.scout is None or args.voi is None:
+            raise InputError("--scout and --voi go together")
+        given = [k for k, v in manual.items() if v is not None]
+        if given:
+            raise InputError(f"{given[0]} comes from the scout images; drop it or drop --scout")
+    elif any(v is None for v in manual.values()):
+        missing = [k for k, v in manual.items() if v is None]
+        raise InputError("give --scout SPECT --voi LABELS, or the partition-model inputs "
+                         f"(missing {', '.join(missing)})")
+    profile = load_profile(args.profile)
+    limit = profile.number("dosimetry_limits.lung_gy_per_treatment")
+    dn = _profile_default(profile, "dosimetry_limits.normal_liver_gy", args.normal_liver_gy)
+    lung_kg = _profile_default(profile, "therapy_defaults.partition_model_lung_kg", args.lung_kg)
+    rho_kg_ml = profile.tissue("liver").density_kg_m3 / 1e6  # kg per mL
+    scout_info: dict[str, Any] | None = None
+    if args.scout is not None:
+        _, _, _, vois = _read_scout(args)
+        x, se = vois.inputs()
+        scout_info = vois.to_dict()
+    else:
+        # masses to volumes with the profile's density, so that the BSA method and the scout path agree
+        x = [args.normal_liver_kg / rho_kg_ml, args.tumour_kg / rho_kg_ml, 1.0, args.tn * args.tumour_kg /
+             args.normal_liver_kg, 0.0]
+        lsf = args.lsf
+        if not (math.isfinite(lsf) and 0 <= lsf < 1):
+            raise InputError(f"--lsf (lung shunt fraction) must lie in [0, 1), got {lsf}")
+        x[4] = lsf / (1.0 - lsf) * (x[2] + x[3])  # the "counts" that give this LSF and T/N
+        se = [0.0] * 5
+
+    def model(v: np.ndarray) -> np.ndarray:
+        p = partition_model_y90(normal_liver_gy=dn, tumour_kg=rho_kg_ml * v[1], normal_liver_kg=rho_kg_ml * v[0],
+                                tn_ratio=tn_ratio(v) if v[3] > 0 else 1.0, lung_shunt_fraction=lung_shunt(v),
+                                lung_kg=lung_kg, lung_limit_gy=limit)
+        return np.array([p.activity_gbq, p.tumour_gy, p.lung_gy, tn_ratio(v), lung_shunt(v)])
+
+    x_arr = np.asarray(x, dtype=np.float64)
+    if x_arr[3] <= 0 and args.scout is not None:
+        raise InputError("the scout has no counts in the tumour VOI", args.scout)
+    _, sd = propagate(model, x_arr, se)
+    tn, lsf = tn_ratio(x_arr), lung_shunt(x_arr)
+    plan = partition_model_y90(normal_liver_gy=dn, tumour_kg=rho_kg_ml * x_arr[1], normal_liver_kg=rho_kg_ml * x_arr[0],
+                               tn_ratio=tn, lung_shunt_fraction=lsf, lung_kg=lung_kg, lung_limit_gy=limit)
+    warnings: list[str] = []
+    lsf_max = _lsf_max(profile)
+    if lsf_max is not None and lsf > lsf_max:
+        warnings.append(f"lung shunt fraction {lsf:.2f} above {lsf_max:.2f} (profile {profile.name})")
+    bsa = _bsa(args, profile, x_arr[1], x_arr[0], lsf, warnings)
+    k = local_deposition_gy_per_gbq_kg("Y-90")
+    bsa_out = None
+    if bsa is not None:
+        a_liver = bsa.activity_gbq * (1.0 - lsf)
+        dn_bsa = k * a_liver / (rho_kg_ml * (x_arr[0] + tn * x_arr[1]))
+        bsa_out = {"activity_gbq": bsa.activity_gbq, "bsa_m2": bsa.bsa_m2, "formula": bsa.formula,
+                   "tumour_fraction": bsa.tumour_fraction, "lsf_factor": bsa.lsf_factor,
+                   "normal_liver_gy": dn_bsa, "tumour_gy": tn * dn_bsa, "lung_gy": k * bsa.activity_gbq * lsf / lung_kg,
+                   "model": "BSA method (SIR-Spheres instructions for use)"}
+    explanation = plan.explanation()
+    if scout_info is not None:
+        explanation += (f"; ±{sd[0]:.2f} GBq from VOI masses and counts; scout T/N {tn:.2f} ± {sd[3]:.2f}, "
+                        f"lung shunt {100 * lsf:.1f} ± {100 * sd[4]:.2g}%")
+    if bsa is not None:
+        explanation += f"; {bsa.explanation()}"
+    explanation += f"; profile {profile.name}"
+    confidence = _confidence(plan.lung_gy, float(sd[2]), limit, lsf, float(sd[4]), lsf_max)
+    data = {"activity_gbq": plan.activity_gbq, "activity_se_gbq": float(sd[0]), "tumour_gy": plan.tumour_gy,
+            "tumour_se_gy": float(sd[1]), "normal_liver_gy": plan.normal_liver_gy, "lung_gy": plan.lung_gy,
+            "lung_se_gy": float(sd[2]), "lung_limit_gy": limit, "tn_ratio": tn, "tn_se": float(sd[3]),
+            "lung_shunt_fraction": lsf, "lung_shunt_se": float(sd[4]), "limits_ok": plan.limits_ok,
+            "profile": profile.name}
+    record = plan_record("y90", f"{plan.activity_gbq:.2f} GBq", explanation, confidence, data)
+    payload: dict[str, Any] = {
+        "activity_gbq": plan.activity_gbq,
+        "liver_activity_gbq": plan.liver_activity_gbq,
+        "tumour_gy": plan.tumour_gy,
+        "normal_liver_gy": plan.normal_liver_gy,
+        "lung_gy": plan.lung_gy,
+        "lung_limit_gy": plan.lung_limit_gy,
+        "limits_ok": plan.limits_ok,
+        "warnings": warnings,
+        "explanation": explanation,
+        "uncertainty": {"activity_se_gbq": float(sd[0]), "tumour_se_gy": float(sd[1]), "lung_se_gy": float(sd[2]),
+                        "tn_se": float(sd[3]), "lung_shunt_se": float(sd[4]),
+                        "source": "VOI masses (half-voxel boundary) and counts (voxel noise)" if scout_info
+                        else "none: manual inputs"},
+        "tn_ratio": tn,
+        "lung_shunt_fraction": lsf,
+        "tumour_kg": rho_kg_ml * x_arr[1],
+        "normal_liver_kg": rho_kg_ml * x_arr[0],
+        "lung_kg": lung_kg,
+        "confidence": confidence,
+        "scout": scout_info,
+        "bsa_method": bsa_out,
+        "profile": profile.name,
+        "profile_source": str(profile.source),
+        "model": "partition model (Ho et al. 1996), 49.67 Gy kg/GBq",
+    }
+    lines = [explanation] + [f"warning: {w}" for w in warnings]
+    return _finish(args, payload, record, lines)
+
+
+def run_plan_ho166(args: argparse.Namespace) -> int:
+    """``igikit plan ho166``: activity for a prescribed perfused-liver dose from a Ho-166 scout; the post check."""
+    from igikit.core.profile import load_profile
+    from igikit.io.image import read_image, write_image
+    from igikit.workflows.theranostics.commands import parse_timed_path
+    from igikit.workflows.theranostics.planning import MicrospherePlan, microsphere_activity, propagate
+    from igikit.workflows.theranostics.scout import (
+        compare_doses,
+        delivered_dose,
+        density_map,
+        lung_shunt,
+        predicted_dose,
+        tn_ratio,
+    )
+
+    profile = load_profile(args.profile)
+    limit = profile.number("dosimetry_limits.lung_gy_per_treatment")
+    prescribed = _profile_default(profile, "therapy_defaults.ho166_perfused_liver_gy", args.prescribe_gy)
+    if not (math.isfinite(prescribed) and prescribed > 0):
+        raise InputError(f"--prescribe-gy must be a positive dose, got {prescribed}")
+    lung_kg = _profile_default(profile, "therapy_defaults.partition_model_lung_kg", args.lung_kg)
+    rho_g_ml = profile.tissue("liver").density_kg_m3 / 1000.0
+    rho_kg_ml = rho_g_ml / 1000.0
+    post, post_path, post_hours = None, Path(), None
+    if args.post is not None:
+        post_path, post_hours = parse_timed_path(args.post)
+        post = read_image(post_path, series=False)
+    if args.administered_gbq is not None and not (math.isfinite(args.administered_gbq) and args.administered_gbq > 0):
+        raise InputError(f"--administered-gbq must be a positive activity, got {args.administered_gbq}")
+    scout, _, masks, vois = _read_scout(args)
+    x, se = vois.inputs()
+
+    def model(v: np.ndarray) -> np.ndarray:
+        a, t, n, lung = microsphere_activity(
+            prescribed_gy=prescribed, perfused_kg=rho_kg_ml * (v[0] + v[1]), tumour_kg=rho_kg_ml * v[1],
+            liver_kg=rho_kg_ml * v[0], tumour_fraction_of_liver=v[3] / (v[2] + v[3]),
+            lung_shunt_fraction=lung_shunt(v), lung_kg=lung_kg, nuclide_name="Ho-166")
+        return np.array([a, t, n, lung, tn_ratio(v), lung_shunt(v)])
+
+    x_arr = np.asarray(x, dtype=np.float64)
+    values, sd = propagate(model, x_arr, se)
+    plan = MicrospherePlan("Ho-166", float(values[0]), float(sd[0]), prescribed, float(values[1]), float(sd[1]),
+                           float(values[2]), float(sd[2]), float(values[3]), float(sd[3]), limit,
+                           bool(values[3] <= limit))
+    tn, lsf = float(values[4]), float(values[5])
+    lsf_max = _lsf_max(profile)
+    warnings = []
+    if lsf_max is not None and lsf > lsf_max:
+        warnings.append(f"lung shunt fraction {lsf:.2f} above {lsf_max:.2f} (profile {profile.name})")
+    rho = density_map(masks, rho_g_ml, scout.array.shape)
+    given_gbq = args.administered_gbq if args.administered_gbq is not None else plan.activity_gbq
+    predicted = predicted_dose(scout, plan.activity_gbq, "Ho-166", rho)
+    comparison = None
+    registration = None
+    delivered = None
+    if post is not None:
+        from igikit.workflows.theranostics.registration import register_rigid
+
+        try:
+            post_on_scout, reg = register_rigid(scout, post, what="post-treatment image")
+        except InputError as exc:
+            raise InputError(exc.problem, post_path) from None
+        registration = reg.to_dict()
+        try:
+            delivered = delivered_dose(post_on_scout, post_hours, "Ho-166", rho)
+        except InputError as exc:
+            raise InputError(exc.problem, post_path) from None
+        at_given = predicted * (given_gbq / plan.activity_gbq)
+        comparison = compare_doses(at_given, delivered, masks)
+    explanation = (f"{plan.explanation()}; scout T/N {tn:.2f} ± {sd[4]:.2f}, lung shunt {100 * lsf:.1f} ± "
+                   f"{100 * sd[5]:.2g}%; perfused liver {rho_kg_ml * (x_arr[0] + x_arr[1]):.2f} kg; "
+                   f"profile {profile.name}")
+    confidence = _confidence(plan.lung_gy, plan.lung_se_gy, limit, lsf, float(sd[5]), lsf_max)
+    data = {"activity_gbq": plan.activity_gbq, "activity_se_gbq": plan.activity_se_gbq,
+            "perfused_liver_gy": prescribed, "tumour_gy": plan.tumour_gy, "tumour_se_gy": plan.tumour_se_gy,
+            "normal_liver_gy": plan.normal_liver_gy, "normal_liver_se_gy": plan.normal_liver_se_gy,
+            "lung_gy": plan.lung_gy, "lung_se_gy": plan.lung_se_gy, "lung_limit_gy": limit, "tn_ratio": tn,
+            "lung_shunt_fraction": lsf, "lung_shunt_se": float(sd[5]), "limits_ok": plan.limits_ok,
+            "profile": profile.name}
+    record = plan_record("ho166", f"{plan.activity_gbq:.2f} GBq", explanation, confidence, data)
+    payload: dict[str, Any] = {
+        "nuclide": "Ho-166",
+        "activity_gbq": plan.activity_gbq,
+        "perfused_liver_gy": prescribed,
+        "tumour_gy": plan.tumour_gy,
+        "normal_liver_gy": plan.normal_liver_gy,
+        "lung_gy": plan.lung_gy,
+        "lung_limit_gy": limit,
+        "limits_ok": plan.limits_ok,
+        "warnings": warnings,
+        "explanation": explanation,
+        "uncertainty": {"activity_se_gbq": plan.activity_se_gbq, "tumour_se_gy": plan.tumour_se_gy,
+                        "normal_liver_se_gy": plan.normal_liver_se_gy, "lung_se_gy": plan.lung_se_gy,
+                        "tn_se": float(sd[4]), "lung_shunt_se": float(sd[5]),
+                        "source": "VOI masses (half-voxel boundary) and counts (voxel noise)"},
+        "tn_ratio": tn,
+        "lung_shunt_fraction": lsf,
+        "perfused_liver_kg": rho_kg_ml * (x_arr[0] + x_arr[1]),
+        "lung_kg": lung_kg,
+        "confidence": confidence,
+        "scout": vois.to_dict(),
+        "predicted_vois_gy": {name: float(predicted[m].mean()) for name, m in masks.items()},
+        "post_treatment": None if comparison is None else {
+            **comparison.to_dict(), "administered_gbq": given_gbq, "registration": registration,
+            "explanation": comparison.explanation()},
+        "profile": profile.name,
+        "profile_source": str(profile.source),
+        "model": "local deposition 15.87 Gy kg/GBq; scout-predicted distribution (Smits et al. 2020)",
+    }
+    if args.out is not None:
+        write_image(scout.with_array(predicted.astype(np.float32), modality="RTDOSE", units="Gy",
+                                     meta={"nuclide": "Ho-166"}), args.out)
+    if args.report is not None:
+        from igikit.workflows.theranostics.report import write_plan_report
+
+        write_plan_report(payload, args.report, scout=scout, masks=masks, predicted_gy=predicted,
+                          delivered_gy=delivered, given_gbq=given_gbq)
+    lines = [explanation] + [f"warning: {w}" for w in warnings]
+    if comparison is not None:
+        lines.append(comparison.explanation())
+    return _finish(args, payload, record, lines)
