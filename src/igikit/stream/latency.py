@@ -60,6 +60,8 @@ class LatencyReport:
         Wall time of the whole run.
     realtime
         Whether the source ran on its own clock (drops possible) or was pulled as fast as possible.
+    warm_up_ms
+        Time the operators' warm-up took before the source started (0: none ran).
     """
 
     per_operator: dict[str, LatencyStats]
@@ -72,6 +74,7 @@ class LatencyReport:
     source_lost_events: int = 0
     duration_s: float = 0.0
     realtime: bool = True
+    warm_up_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (latencies in ms)."""
@@ -88,10 +91,11 @@ class LatencyReport:
             else "no deadline set"
         )
         mode = "real time" if self.realtime else "as fast as possible"
+        warm = f"; operators warmed up in {self.warm_up_ms:.0f} ms first" if self.warm_up_ms > 0 else ""
         return (
             f"{self.frames_received} frames received, {self.frames_processed} processed, "
             f"{self.frames_dropped} dropped; {deadline}; source lost {self.source_lost_events} times; "
-            f"{self.duration_s:.1f} s, {mode}"
+            f"{self.duration_s:.1f} s, {mode}{warm}"
         )
 
     def as_table(self) -> str:

@@ -36,8 +36,10 @@ class Operator(ABC):
     """One step of a graph: a message in, a message out.
 
     Subclasses implement :meth:`setup` and :meth:`compute`; they may override :meth:`start`
-    (called before the first frame, e.g. to forget the reference of a previous run) and
-    :meth:`stop` (called once after the last frame, also after a failure).
+    (called before the first frame, e.g. to forget the reference of a previous run),
+    :meth:`warm_up` (a dry run on a synthetic frame before the source starts, so the first real
+    frame meets its deadline) and :meth:`stop` (called once after the last frame, also after a
+    failure).
 
     Parameters
     ----------
@@ -59,6 +61,20 @@ class Operator(ABC):
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Prepare for a run (called before the source starts)."""
+
+    def warm_up(self, message: Message) -> Message:
+        """Run the per-frame code once on a synthetic message, before the source starts.
+
+        The first real frame would otherwise pay for lazy imports, the first OpenCV call, JIT
+        compilation and first allocations, and miss its deadline. The engine calls this once per
+        run, after every :meth:`start` and before the source's first frame, with a synthetic frame
+        of the stream's shape and dtype (``frame_id`` -1) carrying the warm-up results of the
+        operators upstream. An override exercises what :meth:`compute` does on throw-away state
+        and returns the message with the results ``compute`` would add, so the operators
+        downstream can warm up too; it must leave no trace: no run state changed, nothing written,
+        logged or published. The default does nothing and returns ``message``.
+        """
+        return message
 
     def stop(self) -> None:  # noqa: B027 - optional hook
         """Release what the run held (called once after the last frame, even after a failure)."""

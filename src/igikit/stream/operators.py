@@ -56,6 +56,10 @@ class NormaliseIntensity(Operator):
         out = np.clip((frame - np.float32(lo)) * np.float32(scale), 0.0, 1.0)
         return message.with_results(**{NORMALISED: out})
 
+    def warm_up(self, message: Message) -> Message:
+        """Normalise the synthetic frame (no state to protect)."""
+        return self.compute(message)
+
 
 class PhaseCorrelationMotion(Operator):
     """Rigid in-plane shift of every frame relative to the first, by phase correlation.
@@ -116,6 +120,19 @@ class PhaseCorrelationMotion(Operator):
             self._window = cv2.createHanningWindow(image.shape[::-1], cv2.CV_32F)
             return message.with_results(**{SHIFT_MM: (0.0, 0.0), RESPONSE: 1.0})
         (dx_px, dy_px), response = cv2.phaseCorrelate(self._reference, image, self._window)
+        shift = (float(dx_px) * self.spacing[0], float(dy_px) * self.spacing[1])
+        return message.with_results(**{SHIFT_MM: shift, RESPONSE: float(response)})
+
+    def warm_up(self, message: Message) -> Message:
+        """Correlate the synthetic frame with a shifted copy of itself; the reference stays unset."""
+        import cv2
+
+        image = message.frame if self.image_key == FRAME else message.results[self.image_key]
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim != 2:
+            return message
+        window = cv2.createHanningWindow(image.shape[::-1], cv2.CV_32F)
+        (dx_px, dy_px), response = cv2.phaseCorrelate(image, np.roll(image, 2, axis=0), window)
         shift = (float(dx_px) * self.spacing[0], float(dy_px) * self.spacing[1])
         return message.with_results(**{SHIFT_MM: shift, RESPONSE: float(response)})
 

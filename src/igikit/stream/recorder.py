@@ -23,6 +23,7 @@ a frame interrupted half-way is never returned. Layout::
                              text or JSON results, ragged: frame k is bytes[end[k-1]:end[k]]
     /extra/frame_id, /extra/bytes, /extra/end
                              JSON of results that did not fit the datasets made at frame 0
+                             (or at the warm-up, from a synthetic frame of the same shape)
                              (a new name, a changed shape or type), for those frames only
     attributes               stream metadata (spacing, source, start time) written before
                              SWMR starts; ``closed_cleanly`` etc. added when the session ends
@@ -184,8 +185,8 @@ class _ResultColumn:
 class Recorder(Sink):
     """Write every frame and every result of a stream to an HDF5 session file, crash-safe.
 
-    The file is created in :meth:`start`; the datasets at the first frame (their shapes come
-    from it). After a clean :meth:`stop` the file is marked ``closed_cleanly``. When a run fails
+    The file is created in :meth:`start`; the datasets at the warm-up or else the first frame
+    (their shapes come from it). After a clean :meth:`stop` the file is marked ``closed_cleanly``. When a run fails
     and the session must not be kept, call :meth:`discard`.
 
     Parameters
@@ -234,6 +235,7 @@ class Recorder(Sink):
         self._columns: dict[str, _ResultColumn] = {}
         self._unix_offset = 0.0
         self._created = False
+        self._datasets_ready = False
         super().__init__(name)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -253,6 +255,7 @@ class Recorder(Sink):
         self._unix_offset = time.time() - wall_clock()
         self.n_frames = 0
         self._columns = {}
+        self._datasets_ready = False
         # Frames bypass the chunk cache (direct chunk writes); the cache keeps the small per-frame
         # rows (index, results) in memory between flushes instead of re-reading their chunks.
         self._file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=1 << 20)
@@ -266,11 +269,23 @@ class Recorder(Sink):
         for key, value in self.metadata.items():
             attrs[key] = _attr_value(value)
 
+    def warm_up(self, message: Message) -> Message:
+        """Create the datasets from the synthetic message, so the first real frame need not.
+
+        Creating a few dozen datasets takes 100-250 ms, enough to make the first frame miss its
+        deadline. The engine hands this message over only when it carries every result the
+        operators upstream declare, with the frame's shape and dtype; nothing is written into them.
+        """
+        if self._file is None or self._datasets_ready:
+            return message
+        self._create_datasets(message)
+        return message
+
     def receive(self, message: Message) -> None:
         """Append ``message`` (frame and results) and flush."""
         if self._file is None:
             raise RuntimeError("Recorder.receive() before start()")
-        if self.n_frames == 0:
+        if not self._datasets_ready:
             self._create_datasets(message)
         n = self.n_frames
         extra: dict[str, Any] = {}
@@ -364,6 +379,7 @@ class Recorder(Sink):
         for column in self._columns.values():
             ds = column.writer
             column.writer = _RaggedAppender(ds) if column.kind in ("text", "json") else _Appender(ds)
+        self._datasets_ready = True
 
     @staticmethod
     def _create_column(results: Any, key: str, value: Any) -> _ResultColumn:

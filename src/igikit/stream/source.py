@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from igikit.core.image import Image
 from igikit.errors import InputError
@@ -61,12 +62,42 @@ class Source(ABC):
         """Facts about the stream a recorder stores once (spacing, origin, rate, description)."""
         return {"source": self.name}
 
+    def warm_up_message(self) -> Message | None:
+        """A synthetic message shaped like this source's frames, for the operators' warm-up.
+
+        Frame id -1, a frame of the stream's shape and dtype that is *not* one of its frames (see
+        :func:`synthetic_frame`), and every result in :attr:`provides`. None (the default) when
+        the source does not know its frames before the first one arrives: the graph then runs
+        without a warm-up (see :meth:`igikit.stream.operator.Operator.warm_up`).
+        """
+        return None
+
     @abstractmethod
     def messages(self, stop: threading.Event) -> Iterator[Message]:
         """Yield messages as frames become available; return when done or when ``stop`` is set."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, realtime={self.realtime})"
+
+
+def synthetic_frame(shape: tuple[int, ...], dtype: npt.DTypeLike, *, seed: int = 0) -> np.ndarray:
+    """A frame for warm-ups: smooth blobs and a little noise, in the range an MR frame of ``dtype`` has.
+
+    Structure matters: optical flow, template matching and thresholds take their usual paths on
+    it, where a constant frame would take shortcuts.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = int(shape[0]), int(shape[1])
+    rows, cols = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
+    img = np.zeros((h, w))
+    for _ in range(8):
+        cy, cx, s = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(0.04, 0.15) * min(h, w)
+        img += np.outer(np.exp(-0.5 * ((rows - cy) / s) ** 2), np.exp(-0.5 * ((cols - cx) / s) ** 2))
+    img = img / max(float(img.max()), 1e-12) + rng.normal(0.0, 0.02, (h, w))
+    kind = np.dtype(dtype)
+    top = min(1000.0, float(np.iinfo(kind).max)) * 0.9 if kind.kind in "iu" else 1000.0
+    out = np.clip(img * top, 0, top).astype(kind)
+    return np.broadcast_to(out.reshape(h, w, *([1] * (len(shape) - 2))), tuple(shape)).copy()
 
 
 def paced(times_s: Iterable[float], stop: threading.Event, *, realtime: bool) -> Iterator[tuple[int, float]]:
@@ -168,6 +199,10 @@ class ReplaySource(Source):
             "n_frames": self.n_frames,
             "realtime": self.realtime,
         }
+
+    def warm_up_message(self) -> Message:
+        """A synthetic frame of the replay's shape and dtype (see :meth:`Source.warm_up_message`)."""
+        return Message(-1, 0.0, wall_clock(), synthetic_frame(self._frames.shape[1:], self._frames.dtype))
 
     def messages(self, stop: threading.Event) -> Iterator[Message]:
         """Yield the frames on their schedule (see :func:`paced`)."""

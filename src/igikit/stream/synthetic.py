@@ -129,6 +129,10 @@ class SyntheticSource(Source):
             "realtime": self.realtime,
         }
 
+    def warm_up_message(self) -> Message:
+        """Frame 0 (synthetic anyway) as frame -1, with no shift (see :meth:`Source.warm_up_message`)."""
+        return Message(-1, 0.0, wall_clock(), self.frame(0), {TRUTH_SHIFT: (0.0, 0.0)})
+
     def messages(self, stop: threading.Event) -> Iterator[Message]:
         """Yield frames acquired at ``k / rate_hz``, paced when :attr:`realtime`."""
         times = _acquisition_times(self._n, self.rate_hz)

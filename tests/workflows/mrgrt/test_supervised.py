@@ -59,7 +59,9 @@ class _AtFrame(Sink):
 def _session(tmp_path: Path, level: int, clock: _Clock, *, veto_window_s: float = 0.5) -> SupervisedSession:
     return SupervisedSession(
         AuditLog(tmp_path / "audit.db"), workflow="mrgrt", session_id="sup", level=level,
-        policy=AutonomyPolicy(veto_window_s=veto_window_s, handover_confidence=0.5), safe_values={"beam": "hold"},
+        # the handover trips with the gate's confidence interlock (on the calibrated confidence)
+        policy=AutonomyPolicy(veto_window_s=veto_window_s, handover_confidence=SETTINGS.confidence_threshold()),
+        safe_values={"beam": "hold"},
         clock=clock,
     )
 
@@ -109,7 +111,7 @@ def test_a_low_confidence_alert_holds_the_beam_until_a_human_acknowledges(
     run = _run(bad, tmp_path, session, _AtFrame(human, clock))
     rows = _by_frame(run)
     assert rows[DROPOUT_FRAME]["gate_reason"] == "low_confidence" and not rows[DROPOUT_FRAME]["beam_command_on"]
-    assert rows[DROPOUT_FRAME]["confidence"] < 0.5
+    assert rows[DROPOUT_FRAME]["confidence"] < SETTINGS.confidence_threshold()
     records = _audit_is_whole(run, session)
     alerts = [r for r in records if getattr(r, "decision", "") == "alert"]
     kind = "handover" if level == 3 else "low_confidence"

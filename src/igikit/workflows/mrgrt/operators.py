@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ from igikit.stream.message import Message, wall_clock
 from igikit.stream.operator import FRAME, Operator, OperatorSpec, Sink
 from igikit.supervise.records import DecisionRecord
 from igikit.supervise.session import Actor, FrameState, Overlay, SupervisedSession
+from igikit.workflows.mrgrt.confidence import ConfidenceCalibrator, ConfidenceModel
 from igikit.workflows.mrgrt.gating import Gate, GateDecision, GatingConfig, decision_record
 from igikit.workflows.mrgrt.prediction import make_predictor
 from igikit.workflows.mrgrt.tracking import Tracker, make_tracker
@@ -44,8 +45,12 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- result names
 #: (H, W) uint8 tracked target on this frame.
 TARGET_MASK = "target_mask"
-#: Tracking confidence in [0, 1]; NaN when the frame could not be tracked (e.g. NaN pixels).
+#: Tracking confidence in [0, 1]; NaN when the frame could not be tracked (e.g. NaN pixels). With
+#: a calibration (the default for ``ensemble``) it is the calibrated probability that the centroid
+#: error is below the calibration's tolerance; the gate, the handover and the explanations use it.
 CONFIDENCE = "confidence"
+#: The tracker's own confidence before calibration (equal to ``confidence`` without one).
+RAW_CONFIDENCE = "raw_confidence"
 #: (2,) tracked target centroid, (row, col) mm = (SI, AP) on a sagittal cine.
 CENTROID_MM = "centroid_mm"
 #: False when the frame held NaN / infinite pixels or the tracker failed on it.
@@ -116,9 +121,15 @@ def shift_mask(mask: np.ndarray, shift_rc_px: Sequence[float] | np.ndarray) -> n
 class TrackTarget(Operator):
     """Tracks the target on every frame; the stream's first frame starts the tracker.
 
-    Adds ``target_mask``, ``confidence``, ``centroid_mm``, ``frame_valid`` and ``track_note``. A
-    frame with NaN or infinite pixels is not given to the tracker: it is marked invalid with
-    confidence NaN (the gate then holds); so is a frame on which the tracker raises.
+    Adds ``target_mask``, ``confidence``, ``raw_confidence``, ``centroid_mm``, ``frame_valid`` and
+    ``track_note``. A frame with NaN or infinite pixels is not given to the tracker: it is marked
+    invalid with confidence NaN (the gate then holds); so is a frame on which the tracker raises.
+
+    With a ``calibration`` (:class:`~igikit.workflows.mrgrt.confidence.ConfidenceModel`, fitted for
+    this tracking method), ``confidence`` is the calibrated probability that the centroid error is
+    below its tolerance, computed from the tracker's raw confidence, its details and the run's
+    recent positions; ``raw_confidence`` keeps the tracker's own number. The first frame's label is
+    given, not tracked: confidence 1.
 
     Parameters
     ----------
@@ -128,41 +139,96 @@ class TrackTarget(Operator):
         (row, col) pixel spacing, mm.
     method
         A tracking method of :func:`igikit.workflows.mrgrt.tracking.make_tracker`.
+    calibration
+        The confidence calibration, or None (the raw confidence is used).
     """
 
     def __init__(
-        self, first_label: np.ndarray, spacing_mm: Sequence[float], method: str = "ensemble", name: str = "track"
+        self, first_label: np.ndarray, spacing_mm: Sequence[float], method: str = "ensemble", name: str = "track",
+        *, calibration: ConfidenceModel | None = None,
     ) -> None:
         label = np.asarray(first_label) > 0
         if label.ndim != 2 or not label.any():
             raise InputError(f"the first label must be a non-empty 2D mask, got shape {label.shape}")
         make_tracker(method)  # an unknown method fails here, before any frame flows
+        if calibration is not None and calibration.tracking_method != method:
+            raise InputError(
+                f"the confidence calibration was fitted for tracking method {calibration.tracking_method!r}, "
+                f"not {method!r}"
+            )
         self.first_label = label.astype(np.uint8)
         self.spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
         self.method = method
+        self.calibration = calibration
         self._tracker: Tracker | None = None
+        self._calibrator: ConfidenceCalibrator | None = None
         self._last_mask = self.first_label
         super().__init__(name)
 
     def setup(self, spec: OperatorSpec) -> None:
         """Reads the frame; adds the tracked target."""
         spec.input(FRAME)
-        for key in (TARGET_MASK, CONFIDENCE, CENTROID_MM, FRAME_VALID, TRACK_NOTE):
+        for key in (TARGET_MASK, CONFIDENCE, RAW_CONFIDENCE, CENTROID_MM, FRAME_VALID, TRACK_NOTE):
             spec.output(key)
 
     def start(self) -> None:
         """Forget the previous run: the next frame is the first one again."""
         self._tracker = None
+        self._calibrator = None
         self._last_mask = self.first_label
+
+    def warm_up(self, message: Message) -> Message:
+        """Track a synthetic target on two synthetic frames with a throw-away tracker.
+
+        The target is drawn into the warm-up frame, then moved by a pixel and a half, so the
+        tracker's first optical flow, template match and calibration run here rather than on the
+        first real frames (the tracker of the run is untouched).
+        """
+        frame = np.asarray(message.frame, dtype=np.float64)
+        if frame.shape != self.first_label.shape:
+            return message
+        lo, hi = float(frame.min()), float(frame.max())
+        first = frame + (0.5 * (hi - lo) + 1.0) * self.first_label
+        moved = np.roll(first, (1, 2), axis=(0, 1))
+        dtype = message.frame.dtype
+        tracker = make_tracker(self.method)
+        tracker.start(first.astype(dtype), self.first_label, self.spacing)
+        calibrator = ConfidenceCalibrator(self.calibration) if self.calibration is not None else None
+        if calibrator is not None:
+            calibrator.first(0.0, centroid_mm(self.first_label, self.spacing))
+        out = message
+        for k, image in enumerate((moved, first), start=1):
+            result = tracker.update(image.astype(dtype))
+            out = self._tracked(message, result.mask.astype(np.uint8), float(result.confidence),
+                                np.asarray(result.centroid_mm, dtype=np.float64), result.details, calibrator,
+                                time_s=0.1 * k)
+        return out
 
     def _invalid(self, message: Message, note: str) -> Message:
         return message.with_results(
             **{
                 TARGET_MASK: self._last_mask,
                 CONFIDENCE: float("nan"),
+                RAW_CONFIDENCE: float("nan"),
                 CENTROID_MM: np.full(2, np.nan),
                 FRAME_VALID: False,
                 TRACK_NOTE: note,
+            }
+        )
+
+    def _tracked(
+        self, message: Message, mask: np.ndarray, raw: float, centroid: np.ndarray, details: Mapping[str, float],
+        calibrator: ConfidenceCalibrator | None, *, time_s: float,
+    ) -> Message:
+        confidence = raw if calibrator is None else calibrator.calibrate(time_s, raw, centroid, details)
+        return message.with_results(
+            **{
+                TARGET_MASK: mask,
+                CONFIDENCE: confidence,
+                RAW_CONFIDENCE: raw,
+                CENTROID_MM: centroid,
+                FRAME_VALID: bool(np.isfinite(centroid).all()),
+                TRACK_NOTE: "" if np.isfinite(centroid).all() else "the tracker returned an empty mask",
             }
         )
 
@@ -174,30 +240,27 @@ class TrackTarget(Operator):
         if frame.dtype.kind == "f" and not np.isfinite(frame).all():
             bad = int(np.count_nonzero(~np.isfinite(frame)))
             return self._invalid(message, f"frame {message.frame_id} has {bad} NaN or infinite pixels")
+        t = float(message.acquisition_time_s)
         if self._tracker is None:
             tracker = make_tracker(self.method)
             tracker.start(np.asarray(frame), self.first_label, self.spacing)
             self._tracker = tracker
-            mask, confidence = self.first_label, 1.0
-            centroid = centroid_mm(mask, self.spacing)
-        else:
-            try:
-                result = self._tracker.update(np.asarray(frame))
-            except Exception as exc:  # a tracker failure must hold the beam, not end the treatment
-                log.exception("tracking failed on frame %d", message.frame_id)
-                return self._invalid(message, f"tracking failed on frame {message.frame_id}: {exc}")
-            mask, confidence = result.mask.astype(np.uint8), float(result.confidence)
-            centroid = np.asarray(result.centroid_mm, dtype=np.float64)
+            centroid = centroid_mm(self.first_label, self.spacing)
+            if self.calibration is not None:
+                self._calibrator = ConfidenceCalibrator(self.calibration)
+                self._calibrator.first(t, centroid)
+            self._last_mask = self.first_label
+            return self._tracked(message, self.first_label, 1.0, centroid, {}, None, time_s=t)
+        try:
+            result = self._tracker.update(np.asarray(frame))
+        except Exception as exc:  # a tracker failure must hold the beam, not end the treatment
+            log.exception("tracking failed on frame %d", message.frame_id)
+            return self._invalid(message, f"tracking failed on frame {message.frame_id}: {exc}")
+        mask = result.mask.astype(np.uint8)
         self._last_mask = mask
-        return message.with_results(
-            **{
-                TARGET_MASK: mask,
-                CONFIDENCE: confidence,
-                CENTROID_MM: centroid,
-                FRAME_VALID: bool(np.isfinite(centroid).all()),
-                TRACK_NOTE: "" if np.isfinite(centroid).all() else "the tracker returned an empty mask",
-            }
-        )
+        centroid = np.asarray(result.centroid_mm, dtype=np.float64)
+        return self._tracked(message, mask, float(result.confidence), centroid, result.details, self._calibrator,
+                             time_s=t)
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -265,6 +328,35 @@ class PredictTarget(Operator):
         """Fresh predictors for a new run (they learn online, from this run only)."""
         self._predictors = [[make_predictor(self.method, h) for _ in range(2)] for h in self.horizons]
         self._last_t = -np.inf
+
+    #: Synthetic breathing samples a warm-up feeds: enough for every member of the ``online``
+    #: ensemble to have predicted (its pattern memory joins after a few seconds).
+    WARM_UP_SAMPLES = 48
+
+    def warm_up(self, message: Message) -> Message:
+        """Feed throw-away predictors a synthetic breathing trace, then predict and move the mask.
+
+        The run's predictors are untouched (they learn from this run's frames only).
+        """
+        r = message.results
+        if not all(key in r for key in (TARGET_MASK, CONFIDENCE, CENTROID_MM, FRAME_VALID)):
+            return message
+        predictors = [make_predictor(self.method, h) for h in self.horizons]
+        for k in range(self.WARM_UP_SAMPLES):
+            t = k / 8.0
+            for p in predictors:
+                p.update(t, 5.0 * np.sin(2.0 * np.pi * t / 4.0))
+        ahead = [float(p.predict(h)) for p, h in zip(predictors, self.horizons, strict=True)]
+        measured = np.asarray(r[CENTROID_MM], dtype=np.float64)
+        mask = np.asarray(r[TARGET_MASK])
+        shift = np.array([1.5, -0.5]) * self.spacing if np.isfinite(ahead).all() else np.zeros(2)
+        moved = self._moved(mask, measured, measured + shift) if np.isfinite(measured).all() else mask
+        return message.with_results(
+            **{
+                PREDICTED_CENTROID_MM: measured + shift, PREDICTED_MASK: moved, PREDICTION_READY: True,
+                PREDICTED_NEXT_CENTROID_MM: measured + shift, PREDICTED_NEXT_MASK: moved,
+            }
+        )
 
     def _moved(self, mask: np.ndarray, measured: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         shift_px = (predicted - measured) / self.spacing
@@ -581,6 +673,25 @@ class GateBeam(Operator):
         self._watchdog = threading.Thread(target=self._watch, name="igikit-gate-watchdog", daemon=True)
         self._watchdog.start()
 
+    def warm_up(self, message: Message) -> Message:
+        """Decide on the synthetic message without the session, then restore the gate as it was.
+
+        The gate's hysteresis state, commands and decisions are put back and nothing reaches the
+        session or its audit log: only the code paths (geometry, contours, the decision record)
+        have run once.
+        """
+        if not all(key in message.results for key in self.spec.inputs):
+            return message
+        with self._lock:
+            saved = (self.gate.beam_on, self.commands, self.event_decisions, self.decisions, self._last,
+                     self._source_lost, self.supervision)
+            self.commands, self.event_decisions, self.decisions, self.supervision = [], [], [], None
+            try:
+                return self.compute(message)
+            finally:
+                (self.gate.beam_on, self.commands, self.event_decisions, self.decisions, self._last,
+                 self._source_lost, self.supervision) = saved
+
     def stop(self) -> None:
         """Stop the decision watchdog."""
         self._done.set()
@@ -877,6 +988,12 @@ class PublishFrame(Sink):
             },
             trace_band=(-self.margin_mm, self.margin_mm),
         )
+
+    def warm_up(self, message: Message) -> Message:
+        """Build the synthetic frame's state once; nothing is published."""
+        if all(key in message.results for key in self.spec.inputs if key != FRAME):
+            self.frame_state(message)
+        return message
 
     def receive(self, message: Message) -> None:
         """Publish this frame (a viewer's failure never reaches the treatment loop)."""

@@ -24,7 +24,7 @@ from igikit.io.atomic import atomic_path
 from igikit.supervise.audit import AuditLog
 from igikit.workflows.mrgrt.delivery import STRATEGIES, DeliveryOutcome, decisions_by_reason
 from igikit.workflows.mrgrt.operators import contours_px
-from igikit.workflows.mrgrt.workflow import GatingRun
+from igikit.workflows.mrgrt.workflow import GatingRun, GatingSettings
 
 #: Colours shared by every plot (colour-blind safe, Okabe-Ito).
 COLOURS = {
@@ -195,7 +195,8 @@ def confidence_figure(run: GatingRun) -> bytes:
     safety = _column(frames, "safety").astype(bool)
     fig, ax = plt.subplots(figsize=(11, 2.8))
     ax.plot(t, np.nan_to_num(conf, nan=0.0), "-", color=COLOURS["measured"], lw=1, label="tracking confidence")
-    ax.axhline(run.settings.min_confidence, color="k", ls=":", lw=1, label=f"minimum {run.settings.min_confidence:g}")
+    threshold = run.settings.confidence_threshold()
+    ax.axhline(threshold, color="k", ls=":", lw=1, label=f"minimum {threshold:g}")
     geo = ~on & ~safety
     ax.plot(t[geo], np.full(geo.sum(), 1.04), "|", color=COLOURS["hold"], ms=7, label="hold: target outside")
     ax.plot(t[safety], np.full(safety.sum(), 1.1), "x", color="#D55E00", ms=6, label="hold: safety interlock")
@@ -414,7 +415,7 @@ def render_html(
         ("outside threshold / hysteresis", f"{s.threshold_pct:g} % / {min(s.hysteresis_pct, s.threshold_pct):g} %"),
         ("system latency (prediction horizon, beam response)", f"{s.latency_ms:g} ms"),
         ("tracking / prediction", f"{s.tracking_method} / {s.predictor}"),
-        ("minimum confidence", f"{s.min_confidence:g}"),
+        ("minimum confidence", _threshold_text(s)),
         ("stale-frame deadline / source timeout", f"{s.max_frame_age_ms:g} ms / {s.source_timeout_s * 1e3:g} ms"),
         ("patient profile", s.profile),
     ]
@@ -507,3 +508,10 @@ def write_json(path: str | Path, facts: Mapping[str, Any]) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(facts, indent=2) + "\n")
     return path
+
+
+def _threshold_text(settings: GatingSettings) -> str:
+    """The confidence interlock's threshold, saying what a calibrated confidence means."""
+    model = settings.confidence_model()
+    text = f"{settings.confidence_threshold():g}"
+    return text + (f" (calibrated: probability that the centroid is within {model.tolerance_mm:g} mm)" if model else "")

@@ -5,7 +5,9 @@ Reading :meth:`GatingWorkflow.compose` gives the whole data path::
     ReplaySource -> track -> predict -> gate (+ supervised session) -> (recorder, trace, display, progress)
 
 * ``track`` follows the target on each cine frame (any method of
-  :func:`~igikit.workflows.mrgrt.tracking.make_tracker`, default ``ensemble``);
+  :func:`~igikit.workflows.mrgrt.tracking.make_tracker`, default ``ensemble``) and calibrates its
+  confidence (:mod:`~igikit.workflows.mrgrt.confidence`: the probability that the centroid is
+  within 2 mm; the raw value is kept as ``raw_confidence``);
 * ``predict`` predicts the target centroid (SI and AP, one online predictor per axis) at the
   frame's acquisition time plus the system latency, and moves the tracked mask there;
 * ``gate`` decides beam on / hold from the *predicted* mask, with the safety interlocks (stale
@@ -24,6 +26,10 @@ Reading :meth:`GatingWorkflow.compose` gives the whole data path::
 :func:`run_gating` runs a case through it, writing ``session.h5`` and ``audit.db`` into an output
 folder (and removing them again if the run fails). A run nobody watches (``igikit gate``) is
 *headless*: see :class:`SupervisionSettings` for what its alerts do.
+
+Before the source starts, the engine warms every operator up on a synthetic frame of the case's
+shape (:meth:`igikit.stream.operator.Operator.warm_up`: a throw-away tracker, predictors and gate
+decision, the session file's datasets), so the first real frame meets the deadline.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from igikit.supervise.audit import AuditLog
 from igikit.supervise.autonomy import AutonomyLevel, AutonomyPolicy
 from igikit.supervise.records import DecisionRecord, HumanAction
 from igikit.supervise.session import SupervisedSession
+from igikit.workflows.mrgrt.confidence import ConfidenceModel, shipped_model
 from igikit.workflows.mrgrt.delivery import DeliveryOutcome, ReferenceMotion, analyse_delivery
 from igikit.workflows.mrgrt.gating import GatingConfig
 from igikit.workflows.mrgrt.operators import (
@@ -75,6 +82,7 @@ from igikit.workflows.mrgrt.operators import (
     PREDICTED_NEXT_CENTROID_MM,
     PREDICTED_NEXT_MASK,
     PREDICTION_READY,
+    RAW_CONFIDENCE,
     SAFETY,
     SUPERVISION,
     TARGET_MASK,
@@ -92,11 +100,14 @@ WORKFLOW = "mrgrt"
 #: Files :func:`run_gating` writes into its output folder.
 SESSION_FILE = "session.h5"
 AUDIT_FILE = "audit.db"
+#: The confidence interlock's threshold on a raw (uncalibrated) tracking confidence.
+RAW_MIN_CONFIDENCE = 0.5
 #: Per-frame results kept in memory for the report (the session file holds all of them).
 TRACE_KEYS: tuple[str, ...] = (
     TARGET_MASK,
     PREDICTED_MASK,
     CONFIDENCE,
+    RAW_CONFIDENCE,
     CENTROID_MM,
     FRAME_VALID,
     PREDICTED_CENTROID_MM,
@@ -133,11 +144,20 @@ class GatingSettings:
     tracking_method, predictor
         Tracking method and prediction method.
     min_confidence
-        Tracking confidence below which the beam holds.
+        Tracking confidence below which the beam holds. None (the default): the calibration's own
+        threshold when the confidence is calibrated (0.99: hold unless the centroid is within 2 mm
+        with 99 % probability; see :class:`~igikit.workflows.mrgrt.confidence.ConfidenceModel`),
+        :data:`RAW_MIN_CONFIDENCE` on a raw confidence. :meth:`confidence_threshold` resolves it.
     max_frame_age_ms
         Stale-frame deadline: a frame older than this when decided on holds the beam.
     source_timeout_ms
         No frame for this long: ``source_lost``, beam hold (None: ``max_frame_age_ms``).
+    calibrated_confidence
+        Use the shipped confidence calibration
+        (:func:`~igikit.workflows.mrgrt.confidence.shipped_model`, fitted for ``ensemble``): the
+        confidence the gate, the handover and the explanations see is then the probability that
+        the tracked centroid is within the calibration's tolerance (2 mm); the raw one is kept as
+        ``raw_confidence``. Methods it was not fitted for keep their raw confidence.
     hold_until_predicted
         Hold the beam while the motion predictor warms up (no latency compensation yet).
     cover_interval
@@ -153,9 +173,10 @@ class GatingSettings:
     latency_ms: float = 300.0
     tracking_method: str = "ensemble"
     predictor: str = "online"
-    min_confidence: float = 0.5
+    min_confidence: float | None = None
     max_frame_age_ms: float = 500.0
     source_timeout_ms: float | None = None
+    calibrated_confidence: bool = True
     hold_until_predicted: bool = True
     cover_interval: bool = True
     profile: str = "adult"
@@ -200,14 +221,29 @@ class GatingSettings:
             margin_mm=self.margin_mm,
             threshold_pct=self.threshold_pct,
             hysteresis_pct=min(self.hysteresis_pct, self.threshold_pct),
-            min_confidence=self.min_confidence,
+            min_confidence=self.confidence_threshold(),
             stale_after_ms=self.max_frame_age_ms,
         )
+
+    def confidence_model(self) -> ConfidenceModel | None:
+        """The confidence calibration this run uses (None: the tracker's raw confidence)."""
+        if not self.calibrated_confidence:
+            return None
+        model = shipped_model()
+        return model if model.tracking_method == self.tracking_method else None
+
+    def confidence_threshold(self) -> float:
+        """The tracking confidence below which the beam holds (``min_confidence`` resolved)."""
+        if self.min_confidence is not None:
+            return float(self.min_confidence)
+        model = self.confidence_model()
+        return model.min_confidence if model is not None else RAW_MIN_CONFIDENCE
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for the session file, the JSON report and the HTML report."""
         d = asdict(self)
         d["source_timeout_ms"] = self.source_timeout_s * 1e3
+        d["min_confidence"] = self.confidence_threshold()
         return d
 
 
@@ -230,9 +266,10 @@ class SupervisionSettings:
     veto_window_s
         Level 2: seconds a human has to veto a beam-on decision before it takes effect.
     handover_confidence
-        Level 3 hands over to the human (alert, beam held) below this tracking confidence; the
-        default is the gate's own minimum confidence (0.5), so the handover and the confidence
-        interlock trip together.
+        Level 3 hands over to the human (alert, beam held) below this tracking confidence; None
+        (the default) takes the gate's own minimum confidence
+        (:meth:`GatingSettings.confidence_threshold`: 0.99 on the calibrated confidence), so the
+        handover and the confidence interlock trip together.
     near_limit_frac
         A frame this share of the stale-frame deadline old is *near the limit*: an alert (handover
         at level 3).
@@ -249,7 +286,7 @@ class SupervisionSettings:
 
     level: int = 3
     veto_window_s: float = 3.0
-    handover_confidence: float = 0.5
+    handover_confidence: float | None = None
     near_limit_frac: float = 0.8
     headless: bool = True
 
@@ -259,9 +296,10 @@ class SupervisionSettings:
         if not 0 < self.near_limit_frac <= 1:
             raise InputError(f"near-limit fraction must be in (0, 1], got {self.near_limit_frac:g}")
 
-    def policy(self) -> AutonomyPolicy:
-        """The session's :class:`AutonomyPolicy`."""
-        return AutonomyPolicy(veto_window_s=self.veto_window_s, handover_confidence=self.handover_confidence)
+    def policy(self, gate_min_confidence: float = 0.5) -> AutonomyPolicy:
+        """The session's :class:`AutonomyPolicy` (the handover threshold defaults to the gate's)."""
+        handover = self.handover_confidence if self.handover_confidence is not None else gate_min_confidence
+        return AutonomyPolicy(veto_window_s=self.veto_window_s, handover_confidence=handover)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for the session file and the reports."""
@@ -269,15 +307,20 @@ class SupervisionSettings:
 
 
 def open_session(
-    audit: AuditLog, supervision: SupervisionSettings, *, session_id: str | None = None
+    audit: AuditLog, supervision: SupervisionSettings, *, session_id: str | None = None,
+    settings: GatingSettings | None = None,
 ) -> SupervisedSession:
-    """A :class:`SupervisedSession` for a gating run, logging to ``audit`` (beam safe value: hold)."""
+    """A :class:`SupervisedSession` for a gating run, logging to ``audit`` (beam safe value: hold).
+
+    With ``settings`` the handover threshold defaults to the gate's minimum confidence.
+    """
+    gate_min = settings.confidence_threshold() if settings is not None else RAW_MIN_CONFIDENCE
     return SupervisedSession(
         audit,
         workflow=WORKFLOW,
         session_id=session_id if session_id is not None else uuid.uuid4().hex[:12],
         level=AutonomyLevel.parse(supervision.level),
-        policy=supervision.policy(),
+        policy=supervision.policy(gate_min),
         safe_values={"beam": "hold"},
     )
 
@@ -327,14 +370,17 @@ class GatingWorkflow(Application):
         self.settings = settings
         self.session = session
         self.session_id = session.session_id
-        self.track = TrackTarget(first_label, spacing_mm, settings.tracking_method)
+        self.track = TrackTarget(
+            first_label, spacing_mm, settings.tracking_method, calibration=settings.confidence_model()
+        )
         rate = source.metadata().get("frame_rate_hz")
         interval = 1.0 / float(rate) if settings.cover_interval and rate and np.isfinite(rate) and rate > 0 else None
         self.predict = PredictTarget(
-            settings.latency_s, spacing_mm, settings.predictor, min_confidence=settings.min_confidence, hold_s=interval
+            settings.latency_s, spacing_mm, settings.predictor, min_confidence=settings.confidence_threshold(),
+            hold_s=interval,
         )
         self.supervision = BeamSupervision(
-            session, min_confidence=settings.min_confidence, stale_after_ms=settings.max_frame_age_ms,
+            session, min_confidence=settings.confidence_threshold(), stale_after_ms=settings.max_frame_age_ms,
             near_limit_frac=supervision.near_limit_frac, headless=supervision.headless,
         )
         self.gate = GateBeam(
@@ -392,6 +438,10 @@ class StoppableSource(Source):
         """The inner source's metadata."""
         return self.inner.metadata()
 
+    def warm_up_message(self) -> Message | None:
+        """The inner source's warm-up message."""
+        return self.inner.warm_up_message()
+
     def messages(self, stop: threading.Event) -> Iterator[Message]:
         """The inner source's messages until either stop is set."""
         for message in self.inner.messages(stop):
@@ -445,7 +495,7 @@ def supervision_summary(
         "level_end": int(session.level),
         "level_label": AutonomyLevel.parse(supervision.level).label,
         "veto_window_s": supervision.veto_window_s,
-        "handover_confidence": supervision.handover_confidence,
+        "handover_confidence": session.policy.handover_confidence,
         "headless": supervision.headless,
         "note": HEADLESS_NOTE if supervision.headless else "supervised in the console by the people named below",
         "modes": dict(Counter(str(f[SUPERVISION]) for f in frames).most_common()),
@@ -563,7 +613,7 @@ def run_gating(
     audit = AuditLog(audit_path) if own_audit else session.audit  # type: ignore[union-attr]
     try:
         if session is None:
-            session = open_session(audit, supervision)
+            session = open_session(audit, supervision, settings=settings)
         session_id = session.session_id or uuid.uuid4().hex[:12]
         if session_path is not None:
             meta = {
@@ -575,6 +625,9 @@ def run_gating(
                 "supervision": supervision.as_dict(),
                 "spacing_rc_mm": list(spacing),
             }
+            model = settings.confidence_model()
+            if model is not None:
+                meta["confidence_calibration"] = {"tolerance_mm": model.tolerance_mm, **model.card}
             recorder = Recorder(session_path, metadata=meta, exclude=(DECISION, PREDICTED_NEXT_MASK), name="recorder")
         app = GatingWorkflow(
             source, label, spacing, settings, session=session, supervision=supervision, recorder=recorder, sinks=sinks
