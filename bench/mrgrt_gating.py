@@ -114,9 +114,10 @@ def main() -> None:
         "--configs",
         nargs="+",
         default=["exhale:online", "exhale:last", "first:online"],
-        help="REFERENCE:PREDICTOR runs per case: the gating reference (exhale: end-exhale found in an 8 s setup "
-        "phase, as igikit demo does; first: the first frame, TrackRAD's convention) and the prediction method "
-        "(last = no prediction, the baseline)",
+        help="REFERENCE:PREDICTOR[:FACTOR] runs per case: the gating reference (exhale: end-exhale found in an 8 s "
+        "setup phase, as igikit demo does; first: the first frame, TrackRAD's convention) and the prediction method "
+        "(last = no prediction, the baseline); FACTOR: the boundary shrinks by FACTOR x the predictor's running "
+        "RMS error (default 0: gate on the prediction alone)",
     )
     parser.add_argument("--max-cases", type=int, default=None)
     parser.add_argument("--no-docs", action="store_true", help="print only; do not update docs/benchmarks.md")
@@ -131,9 +132,12 @@ def main() -> None:
         cases = sorted(p for p in set_path.iterdir() if p.is_dir() and (p / "images").exists())
         for case_dir in cases[: args.max_cases]:
             for config in args.configs:  # interleaved case by case: machine load hits them alike
-                reference, predictor = config.split(":")
+                reference, predictor, *factor = config.split(":")
+                run_settings = replace(settings, predictor=predictor)
+                if factor:
+                    run_settings = replace(run_settings, uncertainty_factor=float(factor[0]))
                 t0 = time.perf_counter()
-                m = run_case(case_dir, replace(settings, predictor=predictor), reference=reference)
+                m = run_case(case_dir, run_settings, reference=reference)
                 rows.append((f"{set_path.name} · {config}", case_dir.name, m))
                 print(
                     f"{set_path.name}/{case_dir.name} {config}: duty {m['duty_pct']:.1f} %, outside "

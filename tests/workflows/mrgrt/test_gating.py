@@ -53,3 +53,35 @@ def test_missing_mask_and_bad_config() -> None:
         GatingConfig(threshold_pct=5, hysteresis_pct=6)
     with pytest.raises(InputError):
         Gate(np.zeros((5, 5)), SP)
+
+
+def test_prediction_uncertainty_shrinks_the_boundary_at_most_by_the_margin() -> None:
+    cfg = GatingConfig(margin_mm=3.0, threshold_pct=5.0, hysteresis_pct=0.0, uncertainty_factor=1.0)
+    moved = _disc(2.5)  # 2.5 mm off: inside the 3 mm margin, 7 % outside a boundary shrunk by 2 mm
+    on = Gate(_disc(), (1.0, 1.0), cfg).decide(moved, confidence=0.9, frame_age_ms=10, uncertainty_mm=0.5)
+    assert on.beam_on
+    held = Gate(_disc(), (1.0, 1.0), cfg).decide(moved, confidence=0.9, frame_age_ms=10, uncertainty_mm=2.0)
+    assert not held.beam_on and held.reason == "outside"
+    assert "less 2.0 mm for the prediction uncertainty (RMS 2.0 mm)" in held.explanation
+    gate = Gate(_disc(), (1.0, 1.0), cfg)
+    assert gate.shrink_mm(10.0) == 3.0 and gate.shrink_mm(float("nan")) == 0.0
+    # Shrunk by the whole margin, the window is about the target itself: centred, the beam may go on.
+    assert gate.decide(_disc(), confidence=0.9, frame_age_ms=10, uncertainty_mm=10.0).beam_on
+    off = Gate(_disc(), (1.0, 1.0), GatingConfig(margin_mm=3.0, uncertainty_factor=0.0))
+    assert off.decide(moved, confidence=0.9, frame_age_ms=10, uncertainty_mm=2.0).beam_on
+
+
+def test_prediction_scorer_is_causal_and_exact_on_linear_motion() -> None:
+    from igikit.workflows.mrgrt.operators import PredictionScorer
+
+    scorer = PredictionScorer(weight=0.5)
+    velocity = np.array([10.0, -4.0])  # mm/s
+    for k in range(20):
+        t = 0.25 * k
+        scorer.measured(t, velocity * t)
+        # predicted for t + 0.3 s with a constant 2 mm error along SI: scored once the frame after it arrives
+        scorer.predicted(t + 0.3, velocity * (t + 0.3) + np.array([2.0, 0.0]))
+        if k <= 1:
+            assert np.isnan(scorer.rms_mm)  # nothing due yet: no measurement after t + 0.3 s
+    assert scorer.n_scored == 18
+    assert scorer.rms_mm == pytest.approx(2.0, abs=1e-9)

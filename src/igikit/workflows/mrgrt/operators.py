@@ -18,6 +18,7 @@ with SI positive towards the feet (inferior) and AP positive towards the back (p
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -66,6 +67,9 @@ PREDICTED_NEXT_CENTROID_MM = "predicted_next_centroid_mm"
 PREDICTED_NEXT_MASK = "predicted_next_mask"
 #: False while the predictor warms up (the measured position stands in for the prediction).
 PREDICTION_READY = "prediction_ready"
+#: Running RMS (mm, 2D) of the predictor's realised error at the horizon: each prediction is
+#: scored when the tracked position at its target time is known (NaN until the first is).
+PREDICTION_UNCERTAINTY_MM = "prediction_uncertainty_mm"
 #: The gating decision: "on" or "hold" (text), and the same as a bool.
 BEAM = "beam"
 BEAM_ON = "beam_on"
@@ -314,6 +318,7 @@ class PredictTarget(Operator):
         self.min_confidence = float(min_confidence)
         self._predictors: list[list[Any]] = []
         self._last_t = -np.inf
+        self._scorer = PredictionScorer()
         super().__init__(name)
 
     def setup(self, spec: OperatorSpec) -> None:
@@ -321,13 +326,14 @@ class PredictTarget(Operator):
         for key in (TARGET_MASK, CONFIDENCE, CENTROID_MM, FRAME_VALID):
             spec.input(key)
         for key in (PREDICTED_CENTROID_MM, PREDICTED_MASK, PREDICTION_READY, PREDICTED_NEXT_CENTROID_MM,
-                    PREDICTED_NEXT_MASK):
+                    PREDICTED_NEXT_MASK, PREDICTION_UNCERTAINTY_MM):
             spec.output(key)
 
     def start(self) -> None:
         """Fresh predictors for a new run (they learn online, from this run only)."""
         self._predictors = [[make_predictor(self.method, h) for _ in range(2)] for h in self.horizons]
         self._last_t = -np.inf
+        self._scorer = PredictionScorer()
 
     #: Synthetic breathing samples a warm-up feeds: enough for every member of the ``online``
     #: ensemble to have predicted (its pattern memory joins after a few seconds).
@@ -355,6 +361,7 @@ class PredictTarget(Operator):
             **{
                 PREDICTED_CENTROID_MM: measured + shift, PREDICTED_MASK: moved, PREDICTION_READY: True,
                 PREDICTED_NEXT_CENTROID_MM: measured + shift, PREDICTED_NEXT_MASK: moved,
+                PREDICTION_UNCERTAINTY_MM: 1.0,
             }
         )
 
@@ -377,6 +384,7 @@ class PredictTarget(Operator):
                 **{
                     PREDICTED_CENTROID_MM: measured, PREDICTED_MASK: mask, PREDICTION_READY: False,
                     PREDICTED_NEXT_CENTROID_MM: measured, PREDICTED_NEXT_MASK: mask,
+                    PREDICTION_UNCERTAINTY_MM: self._scorer.rms_mm,
                 }
             )
         if t > self._last_t:
@@ -384,6 +392,7 @@ class PredictTarget(Operator):
                 for predictor, x in zip(pair, measured, strict=True):
                     predictor.update(t, float(x))
             self._last_t = t
+            self._scorer.measured(t, measured)
         predictions = [
             np.array([p.predict(h) for p in pair], dtype=np.float64)
             for h, pair in zip(self.horizons, self._predictors, strict=True)
@@ -391,6 +400,7 @@ class PredictTarget(Operator):
         ready = all(bool(np.isfinite(p).all()) for p in predictions)
         if not ready:
             predictions = [measured for _ in predictions]
+        self._scorer.predicted(t + self.horizon_s, predictions[0])  # the measured stand-in is scored too
         moved = [self._moved(mask, measured, p) for p in predictions]
         return message.with_results(
             **{
@@ -399,8 +409,56 @@ class PredictTarget(Operator):
                 PREDICTION_READY: ready,
                 PREDICTED_NEXT_CENTROID_MM: predictions[-1],
                 PREDICTED_NEXT_MASK: moved[-1],
+                PREDICTION_UNCERTAINTY_MM: self._scorer.rms_mm,
             }
         )
+
+
+class PredictionScorer:
+    """Running RMS error of a predictor, from this run only, causally.
+
+    Each prediction waits until the tracked position at its target time is known (the first
+    measurement at or after it; the position there is interpolated linearly between the two
+    measurements around it); its 2D error then enters an exponentially weighted mean square.
+
+    Parameters
+    ----------
+    weight
+        Weight of the newest error (0.1: about the last ten predictions).
+    """
+
+    def __init__(self, weight: float = 0.1) -> None:
+        self.weight = float(weight)
+        self._pending: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self._previous: tuple[float, np.ndarray] | None = None
+        self._mean_square = float("nan")
+        self.n_scored = 0
+
+    @property
+    def rms_mm(self) -> float:
+        """The running RMS error (mm); NaN until a prediction was scored."""
+        return float(np.sqrt(self._mean_square))
+
+    def predicted(self, target_time_s: float, position_mm: np.ndarray) -> None:
+        """A prediction of the position at ``target_time_s``."""
+        if np.isfinite(position_mm).all():
+            self._pending.append((float(target_time_s), np.array(position_mm, dtype=np.float64)))
+
+    def measured(self, time_s: float, position_mm: np.ndarray) -> None:
+        """A tracked position: score every prediction whose target time has come."""
+        x = np.asarray(position_mm, dtype=np.float64)
+        previous, self._previous = self._previous, (float(time_s), x.copy())
+        while self._pending and self._pending[0][0] <= time_s:
+            due, guess = self._pending.popleft()
+            if previous is None or due < previous[0]:
+                continue  # no measurement before its time (a gap): cannot be scored fairly
+            t0, x0 = previous
+            truth = x if time_s <= t0 else x0 + (x - x0) * (due - t0) / (time_s - t0)
+            error2 = float(np.sum((guess - truth) ** 2))
+            self._mean_square = (
+                error2 if self.n_scored == 0 else (1 - self.weight) * self._mean_square + self.weight * error2
+            )
+            self.n_scored += 1
 
 
 # ------------------------------------------------------------------------------------- gate
@@ -755,6 +813,7 @@ class GateBeam(Operator):
                 judged,
                 confidence=float(r[CONFIDENCE]),
                 frame_age_ms=age_s * 1e3,
+                uncertainty_mm=float(r.get(PREDICTION_UNCERTAINTY_MM, np.nan)),
             )
             if not r[FRAME_VALID] and r[TRACK_NOTE]:
                 d = dataclasses.replace(d, explanation=f"{d.explanation}: {r[TRACK_NOTE]}")

@@ -82,6 +82,7 @@ from igikit.workflows.mrgrt.operators import (
     PREDICTED_NEXT_CENTROID_MM,
     PREDICTED_NEXT_MASK,
     PREDICTION_READY,
+    PREDICTION_UNCERTAINTY_MM,
     RAW_CONFIDENCE,
     SAFETY,
     SUPERVISION,
@@ -113,6 +114,7 @@ TRACE_KEYS: tuple[str, ...] = (
     PREDICTED_CENTROID_MM,
     PREDICTED_NEXT_CENTROID_MM,
     PREDICTION_READY,
+    PREDICTION_UNCERTAINTY_MM,
     BEAM_ON,
     BEAM_COMMAND_ON,
     SUPERVISION,
@@ -163,6 +165,10 @@ class GatingSettings:
     cover_interval
         Judge the predicted target over the whole time a decision stays in force (until the next
         frame's decision reaches the beam: one frame interval later), not only at its start.
+    uncertainty_factor
+        The gating boundary shrinks by this many times the predictor's running RMS error at the
+        horizon, measured in this run (at most by the margin); 0 (the default): gate on the
+        prediction alone (see :class:`~igikit.workflows.mrgrt.gating.GatingConfig`).
     profile
         Patient profile the defaults came from (recorded in the outputs).
     """
@@ -179,6 +185,7 @@ class GatingSettings:
     calibrated_confidence: bool = True
     hold_until_predicted: bool = True
     cover_interval: bool = True
+    uncertainty_factor: float = 0.0
     profile: str = "adult"
 
     def __post_init__(self) -> None:
@@ -223,6 +230,7 @@ class GatingSettings:
             hysteresis_pct=min(self.hysteresis_pct, self.threshold_pct),
             min_confidence=self.confidence_threshold(),
             stale_after_ms=self.max_frame_age_ms,
+            uncertainty_factor=self.uncertainty_factor,
         )
 
     def confidence_model(self) -> ConfidenceModel | None:
