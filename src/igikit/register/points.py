@@ -80,7 +80,9 @@ def as_points(points: npt.ArrayLike, name: str = "points", *, minimum: int = 1) 
 
 
 def _check_spread(p: np.ndarray, name: str) -> None:
-    s = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
+    c = p - p.mean(axis=0)
+    # singular values of the centred points from their 3x3 scatter matrix (cheaper than an N x 3 SVD)
+    s = np.sqrt(np.maximum(np.linalg.eigvalsh(c.T @ c)[::-1], 0.0))
     if s[0] == 0.0 or s[1] <= COLLINEAR_TOL * s[0]:
         raise InputError(
             f"{name}: the points are collinear (or coincide); a registration needs 3 or more points "
@@ -148,6 +150,51 @@ def rigid_register(fixed: npt.ArrayLike, moving: npt.ArrayLike, *, scale: bool =
     )
 
 
+@dataclass(frozen=True, eq=False)
+class FiducialLayout:
+    """A fiducial configuration in its principal-axis frame, for repeated TRE predictions.
+
+    Built once (:meth:`of`), it predicts the TRE at any point in microseconds, which a navigation
+    loop does for the tool tip at every tracker update.
+
+    Attributes
+    ----------
+    centroid_mm
+        Centroid of the fiducials.
+    axes
+        ``(3, 3)`` principal axes, one per row.
+    f2_mm2
+        Mean squared distance of the fiducials from each principal axis (``f_k^2``).
+    n
+        Number of fiducials.
+    """
+
+    centroid_mm: np.ndarray
+    axes: np.ndarray
+    f2_mm2: np.ndarray
+    n: int
+
+    @classmethod
+    def of(cls, fiducials_mm: npt.ArrayLike) -> FiducialLayout:
+        """The layout of ``(N, 3)`` fiducials, N >= 3, not collinear (else InputError)."""
+        fid = as_points(fiducials_mm, "fiducials", minimum=3)
+        _check_spread(fid, "fiducials")
+        centroid = fid.mean(axis=0)
+        fc = fid - centroid
+        _, _, axes = np.linalg.svd(fc, full_matrices=False)  # rows: principal axes
+        # squared distance from axis k = |p|^2 - (p . v_k)^2
+        f2 = np.mean(np.sum(fc**2, axis=1)[:, None] - (fc @ axes.T) ** 2, axis=0)
+        return cls(centroid, axes, f2, int(fid.shape[0]))
+
+    def tre_mm(self, targets_mm: np.ndarray, fle_rms_mm: float) -> np.ndarray:
+        """Predicted RMS TRE ``(M,)`` at ``(M, 3)`` targets (eq. 46; unchecked input, see :func:`predict_tre`)."""
+        tc = np.atleast_2d(targets_mm) - self.centroid_mm
+        d2 = np.sum(tc**2, axis=1)[:, None] - (tc @ self.axes.T) ** 2
+        tre2 = fle_rms_mm**2 / self.n * (1.0 + np.sum(d2 / self.f2_mm2, axis=1) / 3.0)
+        out: np.ndarray = np.sqrt(np.maximum(tre2, 0.0))
+        return out
+
+
 def predict_tre(fiducials_mm: npt.ArrayLike, targets_mm: npt.ArrayLike, fle_rms_mm: float) -> np.ndarray:
     """RMS target registration error predicted from the fiducial localisation error.
 
@@ -174,22 +221,12 @@ def predict_tre(fiducials_mm: npt.ArrayLike, targets_mm: npt.ArrayLike, fle_rms_
     numpy.ndarray
         ``(M,)`` predicted RMS TRE (mm).
     """
-    fid = as_points(fiducials_mm, "fiducials", minimum=3)
+    layout = FiducialLayout.of(fiducials_mm)
     tgt = as_points(targets_mm, "targets")
     fle = float(fle_rms_mm)
     if not np.isfinite(fle) or fle < 0:
         raise InputError(f"FLE must be a finite number >= 0 mm, got {fle_rms_mm}")
-    _check_spread(fid, "fiducials")
-    centroid = fid.mean(axis=0)
-    fc = fid - centroid
-    tc = tgt - centroid
-    _, _, axes = np.linalg.svd(fc, full_matrices=False)  # rows: principal axes
-    # squared distance from axis k = |p|^2 - (p . v_k)^2
-    f2 = np.mean(np.sum(fc**2, axis=1)[:, None] - (fc @ axes.T) ** 2, axis=0)
-    d2 = np.sum(tc**2, axis=1)[:, None] - (tc @ axes.T) ** 2
-    tre2 = fle**2 / fid.shape[0] * (1.0 + np.sum(d2 / f2, axis=1) / 3.0)
-    out: np.ndarray = np.sqrt(np.maximum(tre2, 0.0))
-    return out
+    return layout.tre_mm(tgt, fle)
 
 
 def simulate_tre(

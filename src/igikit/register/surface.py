@@ -7,10 +7,11 @@ organ and picks up stray points. The pipeline follows Open3D's global + local re
 1. **Global initialisation**: FPFH features (Rusu, Blodow & Beetz, ICRA 2009) matched by RANSAC
    (Fischler & Bolles 1981), run from several seeds, together with principal-axis alignments and
    a user-given start (fiducials). No start is trusted: each is refined and scored.
-2. **Local refinement**: point-to-plane ICP (Chen & Medioni 1992) with Tukey's biweight, first on
-   the voxel-downsampled clouds, then on all points with the trimming distance and the Tukey scale
-   taken from the robust spread of the residuals (1.4826 MAD): outliers and the parts of MOVING
-   that FIXED does not cover (partial overlap) get no weight.
+2. **Local refinement**: point-to-plane ICP (Chen & Medioni 1992) with Tukey's biweight, Open3D's
+   ``registration_icp``: first on the voxel-downsampled clouds, then (the fine stage,
+   :func:`fine_icp`) on all points with the trimming distance and the Tukey scale taken from the
+   robust spread of the residuals (1.4826 MAD): outliers and the parts of MOVING that FIXED does
+   not cover (partial overlap) get no weight.
 3. **Report**: RMS point-to-plane distance over the inliers, the inlier fraction, and a warning
    when starts that differ by more than the fit's resolution reach nearly the same cost — a
    near-symmetric surface (a sphere, a cylinder) whose pose the data cannot pin down.
@@ -55,6 +56,13 @@ RANSAC_ITERATIONS = 20_000
 TUKEY_SIGMAS = 4.685
 #: Inliers lie within this many robust sigmas of FIXED.
 INLIER_SIGMAS = 3.0
+#: The fine stage's ICP stops when fitness and RMS change by less than this (relative): from a
+#: start within a voxel that takes 5-8 iterations, and the pose then moves by < 0.01 deg.
+FINE_TOL = 1e-5
+#: MOVING points the fine stage settles its robust scale on before the last round on all of them.
+FINE_SUBSAMPLE = 2500
+#: The fine stage registers to FIXED averaged on voxels of this fraction of the global voxel size.
+FINE_VOXEL_FRACTION = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,6 +218,72 @@ def _ransac_starts(o3d: Any, m: Any, f: Any, voxel: float, seeds: int, seed: int
     return out
 
 
+class IcpTarget:
+    """FIXED points with normals, held once as an Open3D cloud for repeated point-to-plane ICP.
+
+    Open3D linearises the rotation about the origin of FIXED's frame; far from the data (tracker
+    coordinates, metres away) a small rotation then couples strongly with the translation and the
+    6x6 system loses precision. Each refinement therefore moves the origin to MOVING's centroid as
+    the start places it (the cloud is translated in place and back). Results are returned in the
+    original frames.
+
+    Parameters
+    ----------
+    fixed_mm, fixed_normals
+        ``(N, 3)`` FIXED points (mm) and their unit normals.
+    """
+
+    def __init__(self, fixed_mm: np.ndarray, fixed_normals: np.ndarray) -> None:
+        o3d = _open3d()
+        self._o3d = o3d
+        self._reg = o3d.pipelines.registration
+        self.centre_mm = np.asarray(fixed_mm, dtype=np.float64).mean(axis=0)
+        self.cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(fixed_mm) - self.centre_mm))
+        self.cloud.normals = o3d.utility.Vector3dVector(np.asarray(fixed_normals, dtype=np.float64))
+
+    def refine(
+        self,
+        moving_mm: np.ndarray,
+        init: np.ndarray,
+        *,
+        max_distance_mm: float,
+        tukey_mm: float,
+        iterations: int = 30,
+        tol: float = 1e-6,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Point-to-plane ICP of ``moving_mm`` from ``init`` (see :func:`icp_point_to_plane`).
+
+        Returns the 4x4 MOVING-to-FIXED matrix and the ``(K, 2)`` correspondences (MOVING index,
+        FIXED index) within ``max_distance_mm`` at that transform.
+        """
+        reg = self._reg
+        init = np.asarray(init, dtype=np.float64)
+        moving_mm = np.asarray(moving_mm, dtype=np.float64)
+        # linearise about MOVING's centroid as placed by the start: a partial scan far from FIXED's
+        # centroid would otherwise couple rotation with translation and slide for many iterations
+        pivot = init[:3, :3] @ moving_mm.mean(axis=0) + init[:3, 3]
+        delta = pivot - self.centre_mm
+        self.cloud.translate(-delta)
+        try:
+            shift = np.eye(4)
+            shift[:3, 3] = -pivot
+            moving = self._o3d.geometry.PointCloud(self._o3d.utility.Vector3dVector(moving_mm))
+            result = reg.registration_icp(
+                moving,
+                self.cloud,
+                float(max_distance_mm),
+                shift @ init,
+                reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=float(tukey_mm))),
+                reg.ICPConvergenceCriteria(relative_fitness=tol, relative_rmse=tol, max_iteration=int(iterations)),
+            )
+        finally:
+            self.cloud.translate(delta)
+        unshift = np.eye(4)
+        unshift[:3, 3] = pivot
+        pairs = np.asarray(result.correspondence_set, dtype=np.int64).reshape(-1, 2)
+        return unshift @ np.asarray(result.transformation), pairs
+
+
 def icp_point_to_plane(
     moving_mm: np.ndarray,
     fixed_mm: np.ndarray,
@@ -219,7 +293,6 @@ def icp_point_to_plane(
     max_distance_mm: float,
     tukey_mm: float,
     iterations: int = 30,
-    tree: Any = None,
     tol: float = 1e-6,
 ) -> np.ndarray:
     """Point-to-plane ICP with Tukey weights (Chen & Medioni 1992; robust weights as in IRLS).
@@ -227,39 +300,91 @@ def icp_point_to_plane(
     Each iteration pairs every MOVING point with its nearest FIXED point (pairs farther than
     ``max_distance_mm`` are trimmed), weights the signed point-to-plane residual ``r`` by Tukey's
     biweight ``(1 - (r/c)^2)^2`` with ``c = tukey_mm``, and solves the linearised 6-parameter
-    least-squares step. Returns the 4x4 MOVING-to-FIXED matrix.
-    """
-    from scipy.spatial import cKDTree
-    from scipy.spatial.transform import Rotation
+    least-squares step: Open3D's ``registration_icp`` with ``TransformationEstimationPointToPlane``
+    and ``TukeyLoss`` (Zhou, Park & Koltun 2018), about FIXED's centroid (see :class:`IcpTarget`).
+    It stops after ``iterations`` or when fitness and RMS change by less than ``tol`` (relative).
+    Returns the 4x4 MOVING-to-FIXED matrix.
 
-    tree = cKDTree(fixed_mm) if tree is None else tree
-    t = np.array(init, dtype=np.float64)
-    for _ in range(iterations):
-        p = _apply(t, moving_mm)
-        d, idx = tree.query(p, k=1, distance_upper_bound=max_distance_mm)
-        ok = np.isfinite(d)
-        if np.count_nonzero(ok) < 6:
+    igikit had its own NumPy / SciPy implementation of this loop; it was retired for Open3D's C++
+    one, which does the same with one library call per refinement (``bench/surgery.py`` compares
+    them). Nothing of the own code is needed any more: rotating about the data (its better
+    conditioning far from the origin) is kept by :class:`IcpTarget`.
+    """
+    target = IcpTarget(np.asarray(fixed_mm, dtype=np.float64), np.asarray(fixed_normals, dtype=np.float64))
+    matrix, _ = target.refine(
+        np.asarray(moving_mm, dtype=np.float64),
+        init,
+        max_distance_mm=max_distance_mm,
+        tukey_mm=tukey_mm,
+        iterations=iterations,
+        tol=tol,
+    )
+    return matrix
+
+
+def fine_target(fixed: Any, voxel_mm: float) -> IcpTarget:
+    """The fine stage's FIXED: the cloud (with normals) voxel-averaged at ``FINE_VOXEL_FRACTION * voxel_mm``.
+
+    Point-to-plane ICP measures to the tangent plane, so FIXED points much denser than that add
+    search cost and no accuracy (a marching-cubes mesh has a vertex per square millimetre); the
+    residuals reported afterwards are still measured against every FIXED point.
+    """
+    down = fixed.voxel_down_sample(FINE_VOXEL_FRACTION * voxel_mm)
+    normals = np.asarray(down.normals)
+    normals = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return IcpTarget(np.asarray(down.points), normals)
+
+
+def fine_icp(
+    target: IcpTarget,
+    moving_mm: np.ndarray,
+    init: np.ndarray,
+    *,
+    sigma_mm: float,
+    floor_mm: float = 1e-6,
+    rounds: int = 3,
+    seed: int = 0,
+) -> tuple[np.ndarray, float]:
+    """The fine stage: robust point-to-plane ICP of all MOVING points, its scale re-estimated.
+
+    Each round trims pairs farther than ``c = TUKEY_SIGMAS * sigma`` and weights residuals with
+    Tukey's biweight of scale ``c``; ``sigma`` is then re-estimated as 1.4826 times the median
+    point-to-plane residual of the pairs the round kept (the MAD of a zero-mean residual), so
+    outliers and the parts of MOVING that FIXED does not cover lose their weight as the fit
+    tightens. The scale settles on :data:`FINE_SUBSAMPLE` random MOVING points (after ``rounds``,
+    or once it changes by less than 5 %); a last round at that scale refines on all of them.
+
+    Returns the 4x4 MOVING-to-FIXED matrix and the final robust residual scale ``sigma`` (mm).
+    """
+    best = np.asarray(init, dtype=np.float64)
+    sigma = float(sigma_mm)
+    fixed = np.asarray(target.cloud.points) + target.centre_mm
+    normals = np.asarray(target.cloud.normals)
+
+    def scale(moving: np.ndarray, pairs: np.ndarray) -> float:
+        p = _apply(best, moving[pairs[:, 0]])
+        r = np.einsum("ij,ij->i", p - fixed[pairs[:, 1]], normals[pairs[:, 1]])
+        return max(float(1.4826 * np.median(np.abs(r))), floor_mm)
+
+    n = len(moving_mm)
+    sub = moving_mm
+    if n > FINE_SUBSAMPLE:
+        sub = moving_mm[np.random.default_rng(seed).choice(n, FINE_SUBSAMPLE, replace=False)]
+    for _ in range(rounds if sub is not moving_mm else rounds - 1):
+        c = TUKEY_SIGMAS * sigma
+        best, pairs = target.refine(sub, best, max_distance_mm=c, tukey_mm=c, tol=FINE_TOL)
+        if len(pairs) < MIN_POINTS:
+            return best, sigma
+        new = scale(sub, pairs)
+        done = abs(new - sigma) < 0.05 * sigma
+        sigma = new
+        if done:
             break
-        p, q, n = p[ok], fixed_mm[idx[ok]], fixed_normals[idx[ok]]
-        r = np.einsum("ij,ij->i", p - q, n)
-        w = np.clip(1.0 - (r / tukey_mm) ** 2, 0.0, None) ** 2
-        # rotate about the paired points' centroid: far from the origin (tracker coordinates, metres
-        # away) the 6x6 system stays well conditioned
-        c = p.mean(axis=0)
-        j = np.hstack([np.cross(p - c, n), n])  # d r / d (omega, v) for p -> c + (I + [omega]x)(p - c) + v
-        jw = j * w[:, None]
-        h = jw.T @ j
-        if np.linalg.cond(h) > 1e12:
-            break
-        x = np.linalg.solve(h, -jw.T @ r)
-        rot = Rotation.from_rotvec(x[:3]).as_matrix()
-        step = np.eye(4)
-        step[:3, :3] = rot
-        step[:3, 3] = c - rot @ c + x[3:]
-        t = step @ t
-        if np.linalg.norm(x[:3]) < tol and np.linalg.norm(x[3:]) < tol * max_distance_mm:
-            break
-    return t
+    c = TUKEY_SIGMAS * sigma
+    best, pairs = target.refine(moving_mm, best, max_distance_mm=c, tukey_mm=c, tol=FINE_TOL)
+    if len(pairs) >= MIN_POINTS:
+        sigma = scale(moving_mm, pairs)
+    return best, sigma
 
 
 def _distances(
@@ -348,7 +473,8 @@ def register_surface(
         pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=2.0 * voxel, max_nn=30))
 
     f_pts, f_nrm = fs.points_mm, np.asarray(f_full.normals)
-    tree = cKDTree(f_pts)
+    tree = cKDTree(f_pts)  # unbounded nearest-point distances for scores and residuals
+    target = fine_target(f_full, voxel)
     m_down_pts = np.asarray(m_down.points)
     starts = [] if init_m is None else [init_m]
     starts += _ransac_starts(o3d, m_down, f_down, voxel, ransac_seeds, seed)
@@ -357,27 +483,20 @@ def register_surface(
     # every start refined on a subsample of MOVING: coarse (trimmed at 3 voxels), then finer
     rng = np.random.default_rng(seed)
     sub = m_down_pts[rng.permutation(len(m_down_pts))[:SUBSAMPLE]]
-    f_down_pts, f_down_nrm = np.asarray(f_down.points), np.asarray(f_down.normals)
-    tree_down = cKDTree(f_down_pts)
+    target_down = IcpTarget(np.asarray(f_down.points), np.asarray(f_down.normals))
     fitted = []
     for s0 in starts:
-        t = icp_point_to_plane(
-            sub, f_down_pts, f_down_nrm, s0, max_distance_mm=3.0 * voxel, tukey_mm=3.0 * voxel, tree=tree_down, tol=1e-5
-        )
-        t = icp_point_to_plane(sub, f_pts, f_nrm, t, max_distance_mm=voxel, tukey_mm=voxel, tree=tree, iterations=15)
+        t, _ = target_down.refine(sub, s0, max_distance_mm=3.0 * voxel, tukey_mm=3.0 * voxel, tol=1e-5)
+        t, _ = target.refine(sub, t, max_distance_mm=voxel, tukey_mm=voxel, iterations=15)
         point, plane = _distances(tree, f_pts, f_nrm, _apply(t, sub))
-        fitted.append((float(np.mean(np.where(point <= voxel, plane, voxel) ** 2)), t))
+        fitted.append((float(np.mean(np.where(point <= voxel, plane, voxel) ** 2)), t, point, plane))
     fitted.sort(key=lambda r: r[0])
-    best = fitted[0][1]
+    _, best, point, plane = fitted[0]
 
-    # the best start on all points; trimming distance and Tukey scale from the residual spread
+    # fine stage: the best start on all points, trimming distance and Tukey scale from the spread
     m_pts = ms.points_mm
-    sigma = voxel
-    for _ in range(3):
-        point, plane = _distances(tree, f_pts, f_nrm, _apply(best, m_pts))
-        sigma = max(_robust_sigma(plane, point, TUKEY_SIGMAS * sigma), 1e-3 * voxel)
-        c = TUKEY_SIGMAS * sigma
-        best = icp_point_to_plane(m_pts, f_pts, f_nrm, best, max_distance_mm=c, tukey_mm=c, tree=tree)
+    sigma = max(_robust_sigma(plane, point, TUKEY_SIGMAS * voxel), 1e-3 * voxel)
+    best, sigma = fine_icp(target, m_pts, best, sigma_mm=sigma, floor_mm=1e-3 * voxel)
     point, plane = _distances(tree, f_pts, f_nrm, _apply(best, m_pts))
     sigma = max(_robust_sigma(plane, point, TUKEY_SIGMAS * sigma), 1e-3 * voxel)
     threshold = INLIER_SIGMAS * sigma
@@ -395,7 +514,7 @@ def register_surface(
     best_sub = explained(best)
     moved_best = _apply(best, sub)
     rivals = []
-    for _, t in fitted[1:]:
+    for _, t, _, _ in fitted[1:]:
         shift = float(np.sqrt(np.mean(np.sum((_apply(t, sub) - moved_best) ** 2, axis=1))))
         if shift > AMBIGUITY_VOXELS * voxel and explained(t) >= (1.0 - AMBIGUITY_COST) * best_sub:
             rivals.append(shift)
