@@ -22,6 +22,7 @@ from igikit.errors import IgikitError
 COMMAND_MODULES: tuple[str, ...] = (
     "igikit.io.commands",
     "igikit.io.igtl_commands",
+    "igikit.io.pacs_commands",
     "igikit.stream.commands",
     "igikit.supervise.commands",
     "igikit.console.commands",
@@ -30,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "igikit.sim.commands",
     "igikit.workflows.fus.commands",
     "igikit.workflows.surgery.commands",
+    "igikit.workflows.surgery.navigate_command",
     "igikit.workflows.theranostics.commands",
 )
 

@@ -4,6 +4,7 @@
 ``igikit.sim.heating``: Pennes bioheat simulation of focused-ultrasound heating.
 ``igikit.sim.thermometry``: complex MR thermometry frames of a known temperature series.
 ``igikit.sim.spect``: multi-time-point Lu-177 SPECT scans of organs with known time-integrated activity.
+``igikit.sim.liver``: a liver with vessels, a lesion and skin fiducials, for navigated needle insertion.
 
 Public names are loaded on first use (PEP 562) so that ``igikit`` commands that do not simulate
 anything start without importing SciPy's signal and statistics modules.
@@ -31,6 +32,8 @@ _EXPORTS = {
     "synthesize_frames": "igikit.sim.thermometry",
     "SpectPhantom": "igikit.sim.spect",
     "lu177_spect_phantom": "igikit.sim.spect",
+    "LiverPhantom": "igikit.sim.liver",
+    "liver_phantom": "igikit.sim.liver",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -581,7 +581,7 @@ def serve_gating(
                   file=sys.stderr)
         secret = load_secret(store.path.parent / SECRET_FILE)
     audit = AuditLog(out_dir / AUDIT_FILE)
-    session = open_session(audit, supervision)
+    session = open_session(audit, supervision, settings=settings)
     stop = threading.Event()
     title = f"live gating: {case.case_id} (autonomy starts at {supervision.level})"
     app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set)
