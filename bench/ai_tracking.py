@@ -1,9 +1,12 @@
 """Patient-specific AI tracking on the cine phantom sets and on the real unlabelled cine series.
 
-For every phantom case: copy, template, registration, the default ensemble and the ensemble with
-the AI member (the default ensemble's members + ai). The ``ai``
-method's own results are recorded inside that ensemble run (the member is exactly the standalone
-``ai`` tracker, quality control included), so its network is trained once per case. Metrics:
+For every phantom case: copy, template, registration, the default ensemble (template +
+registration) and ``ensemble_ai`` (template + registration + ai, fused by
+:class:`igikit.ai.fusion.AIEnsembleTracker`). The ``ai`` method's own results are recorded inside
+that ensemble run (the member is exactly the standalone ``ai`` tracker, quality control included),
+so its network is trained once per case. A paired comparison per case (``ensemble_ai`` minus each
+single method: mean difference, its standard error across cases, cases won) says whether the
+ensemble's margin exceeds the case-to-case noise. Metrics:
 TrackRAD2025 DSC, HD95, centroid error over every frame but the first (the learning phase
 included: there ``ai`` is the registration tracker) and over the frames after the learning phase
 only; per-frame latency; training time; per-frame confidence records for calibration.
@@ -19,6 +22,7 @@ Usage::
 
     .venv/bin/python bench/ai_tracking.py out/phantoms-seed1 out/phantoms-seed2 --json out/bench-ai.json
     .venv/bin/python bench/ai_tracking.py --real --json out/bench-ai-real.json
+    .venv/bin/python bench/ai_tracking.py --explain-load out/phantoms-seed1/SIM_001 --json out/bench-ai-explain.json
     .venv/bin/python bench/ai_tracking.py --report out/bench-ai-s1.json out/bench-ai-s2.json
 """
 
@@ -39,35 +43,6 @@ SUCCESS_DSC = 0.85
 METHODS = ("copy", "template", "registration", "ensemble", "ai", "ensemble_ai")
 
 
-def _recording(inner: Any) -> Any:
-    """A tracker that forwards to ``inner`` and keeps each result and its update time."""
-    from igikit.workflows.mrgrt.tracking import Tracker, TrackResult
-
-    class Recording(Tracker):
-        name = inner.name
-
-        def __init__(self) -> None:
-            self.inner = inner
-            self.results: list[TrackResult] = []
-            self.latency_ms: list[float] = []
-
-        def start(self, frame0: np.ndarray, label0: np.ndarray, spacing_mm: tuple[float, float]) -> None:
-            super().start(frame0, label0, spacing_mm)
-            self.inner.start(frame0, label0, spacing_mm)
-
-        def _start(self) -> None:
-            pass
-
-        def update(self, frame: np.ndarray) -> TrackResult:
-            tic = time.perf_counter()
-            r = self.inner.update(frame)
-            self.latency_ms.append((time.perf_counter() - tic) * 1e3)
-            self.results.append(r)
-            return r
-
-    return Recording()
-
-
 def _scores(pred_hwt: np.ndarray, truth_hwt: np.ndarray, spacing: tuple[float, float], start: int) -> dict[str, Any]:
     from igikit.workflows.mrgrt.metrics import evaluate_sequence
 
@@ -81,9 +56,9 @@ def _scores(pred_hwt: np.ndarray, truth_hwt: np.ndarray, spacing: tuple[float, f
 
 
 def run_case(folder: Path, learning_frames: int) -> dict[str, Any]:
-    from igikit.ai.tracker import AITracker
+    from igikit.ai.tracker import ai_ensemble
     from igikit.io.trackrad import read_case
-    from igikit.workflows.mrgrt.tracking import EnsembleTracker, track_sequence
+    from igikit.workflows.mrgrt.tracking import track_sequence
 
     case = read_case(folder)
     spacing = (case.pixel_spacing_mm[1], case.pixel_spacing_mm[0])
@@ -95,24 +70,29 @@ def run_case(folder: Path, learning_frames: int) -> dict[str, Any]:
         seq = track_sequence(case.frames, label0, spacing, method)
         out["methods"][method] = {**_scores(seq.labels, truth, spacing, learning_frames),
                                   "latency_ms": seq.latency_ms[1:].tolist()}
-    ai = AITracker(learning_frames)
-    rec = _recording(ai)
-    ens = EnsembleTracker(members=[*EnsembleTracker().members, rec])
-    seq = track_sequence(case.frames, label0, spacing, ens)
+    ens = ai_ensemble(learning_frames=learning_frames)
+    ai = ens.ai
+    ai_results, ai_ms = [], []
+
+    def keep_ai(t: int, total: int) -> None:  # after each update: the AI member's own result and time
+        ai_results.append(ens.last_members[2])
+        ai_ms.append(ens.last_member_ms["ai"])
+
+    seq = track_sequence(case.frames, label0, spacing, ens, progress=keep_ai)
     out["methods"]["ensemble_ai"] = {**_scores(seq.labels, truth, spacing, learning_frames),
                                      "latency_ms": seq.latency_ms[1:].tolist(),
                                      "confidence": seq.confidence[1:].tolist()}
     ai_labels = np.zeros_like(truth)
     ai_labels[:, :, 0] = label0
-    for t, r in enumerate(rec.results, start=1):
+    for t, r in enumerate(ai_results, start=1):
         ai_labels[:, :, t] = r.mask
     scores = _scores(ai_labels, truth, spacing, learning_frames)
     out["methods"]["ai"] = {
         **scores,
-        "latency_ms": rec.latency_ms,
-        "network_ms": [r.details.get("network_ms") for r in rec.results if "network_ms" in r.details],
-        "confidence": [r.confidence for r in rec.results],
-        "details": [dict(r.details) for r in rec.results],
+        "latency_ms": ai_ms,
+        "network_ms": [r.details.get("network_ms") for r in ai_results if "network_ms" in r.details],
+        "confidence": [r.confidence for r in ai_results],
+        "details": [dict(r.details) for r in ai_results],
         "train_time_s": ai.train_time_s,
         "train_steps": ai.model.steps if ai.model is not None else 0,
         "switch_frame": ai.switch_frame,
@@ -164,6 +144,24 @@ def table(results: list[dict[str, Any]]) -> str:
                  f"median {np.median(net):.1f} ms, p95 {np.percentile(net, 95):.1f} ms over {net.size} frames; "
                  f"training time per case median {np.median(train):.1f} s, max {train.max():.1f} s "
                  f"(steps: median {int(np.median([x['train_steps'] for x in ai]))}).")
+    lines.append("")
+    lines.append(paired(results))
+    return "\n".join(lines)
+
+
+def paired(results: list[dict[str, Any]], method: str = "ensemble_ai") -> str:
+    """``method`` minus every other method, case by case: mean, standard error across cases, wins."""
+    lines = [f"Paired per case, {method} minus each method (mean difference ± its standard error across "
+             f"{len(results)} cases; cases where {method} is better):", "",
+             "| vs | ΔDSC | cases better (DSC) | Δcentroid (mm) | cases better (centroid) |", "|---|---|---|---|---|"]
+    for m in METHODS:
+        if m == method:
+            continue
+        dd = np.array([r["methods"][method]["dsc"] - r["methods"][m]["dsc"] for r in results])
+        dc = np.array([r["methods"][method]["centroid_mm"] - r["methods"][m]["centroid_mm"] for r in results])
+        se_d, se_c = (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan") for x in (dd, dc))
+        lines.append(f"| {m} | {dd.mean():+.4f} ± {se_d:.4f} | {int((dd > 0).sum())}/{dd.size} "
+                     f"| {dc.mean():+.3f} ± {se_c:.3f} | {int((dc < 0).sum())}/{dc.size} |")
     return "\n".join(lines)
 
 
@@ -251,12 +249,86 @@ def run_latency(folder: Path, learning_frames: int, repeats: int = 300) -> list[
     return rows
 
 
+def run_explain_load(folder: Path, learning_frames: int, rounds: int = 6) -> list[dict[str, Any]]:
+    """Tracking latency (``AITracker.update``) with and without explanations being computed beside it.
+
+    After training on the case's learning phase, the rest of the case is tracked ``rounds`` times
+    in each condition, alternating, each frame given at the case's frame rate (as from the
+    scanner): none, then an :class:`~igikit.ai.evidence.ExplanationService` asked for a new
+    occlusion map as soon as the last one is logged (a supervisor clicking "Explain" without
+    pause, the worst case).
+    """
+    import tempfile
+    import threading
+
+    from igikit.ai.evidence import ExplanationService
+    from igikit.ai.tracker import AITracker
+    from igikit.io.trackrad import read_case
+    from igikit.supervise import AuditLog, SupervisedSession
+    from igikit.workflows.mrgrt.tracking import track_sequence
+
+    case = read_case(folder)
+    spacing = (case.pixel_spacing_mm[1], case.pixel_spacing_mm[0])
+    assert case.labels is not None
+    tracker = AITracker(learning_frames)
+    track_sequence(case.frames[:, :, : learning_frames + 1], case.labels[:, :, 0], spacing, tracker)
+    rest = [np.asarray(case.frames[:, :, t], np.float32) for t in range(learning_frames + 1, case.frames.shape[2])]
+    times: dict[str, list[float]] = {"none": [], "explaining": []}
+    explain_ms: list[float] = []
+    period_s = 1.0 / float(case.frame_rate_hz or 8.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        audit = AuditLog(Path(tmp) / "audit.db")
+        session = SupervisedSession(audit, workflow="mrgrt", session_id="bench")
+        service = ExplanationService(tracker, session, Path(tmp) / "evidence")
+        for _ in range(rounds):
+            for condition in ("none", "explaining"):
+                stop = threading.Event()
+
+                def ask(stop: threading.Event = stop) -> None:
+                    while not stop.is_set():
+                        tic = time.perf_counter()
+                        service.request().result()
+                        explain_ms.append((time.perf_counter() - tic) * 1e3)
+
+                asker = threading.Thread(target=ask, daemon=True) if condition == "explaining" else None
+                start = time.perf_counter()
+                for i, frame in enumerate(rest):
+                    if asker is not None and i == 1:  # the tracker has a network view by now
+                        asker.start()
+                    wait = start + i * period_s - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    tic = time.perf_counter()
+                    tracker.update(frame)
+                    times[condition].append((time.perf_counter() - tic) * 1e3)
+                stop.set()
+                if asker is not None:
+                    asker.join()
+        service.close()
+        audit.close()
+    base = np.asarray(times["none"])
+    rows = []
+    for condition, values in times.items():
+        v = np.asarray(values)
+        row = {"case": case.case_id, "condition": condition, "frames": int(v.size),
+               "median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95)),
+               "p99_ms": float(np.percentile(v, 99)), "median_ratio": float(np.median(v) / np.median(base)),
+               "explanations": len(explain_ms) if condition == "explaining" else 0,
+               "explanation_median_ms": float(np.median(explain_ms)) if explain_ms and condition != "none" else None,
+               "load": round(os.getloadavg()[0], 1)}
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sets", nargs="*", type=Path, help="phantom set folders (with cases.json)")
     ap.add_argument("--learning-frames", type=int, default=30)
     ap.add_argument("--real", action="store_true", help="forward-backward on the real cine series")
     ap.add_argument("--latency", type=Path, help="network latency on this case folder (1 and 2 threads)")
+    ap.add_argument("--explain-load", type=Path, metavar="CASE",
+                    help="tracking latency on this case folder with and without explanations computed beside it")
     ap.add_argument("--json", type=Path, help="write the raw results here")
     ap.add_argument("--report", nargs="+", type=Path, help="print tables from earlier --json files "
                     "(calibration fitted on the first, reported on the rest)")
@@ -282,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         result["real"] = run_real(args.learning_frames)
     if args.latency:
         result["latency"] = run_latency(args.latency, args.learning_frames)
+    if args.explain_load:
+        result["explain_load"] = run_explain_load(args.explain_load, args.learning_frames)
     result["load_average"] = [round(v, 1) for v in os.getloadavg()]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

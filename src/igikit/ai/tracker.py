@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,28 @@ from igikit.ai.personalize import LearningSet, PersonalizeConfig, PersonalModel,
 from igikit.ai.uncertainty import augmentations, ensemble_probabilities, summarise
 from igikit.core.masks import dice
 from igikit.errors import InputError
-from igikit.workflows.mrgrt.tracking import EnsembleTracker, RegistrationTracker, Tracker, TrackResult
+from igikit.workflows.mrgrt.tracking import RegistrationTracker, Tracker, TrackResult
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkView:
+    """What the network saw and answered on one frame: enough to explain that answer later.
+
+    Kept by :class:`AITracker` for its last few network frames (references, no copies of the
+    frame), so an explanation can be computed on another thread without touching the tracker.
+    """
+
+    frame_index: int
+    frame: np.ndarray = field(repr=False)
+    window: Window
+    inputs: np.ndarray = field(repr=False)
+    mask: np.ndarray = field(repr=False)
+    confidence: float
+    centroid_mm: tuple[float, float]
+    reason: str
+    details: dict[str, float]
 
 
 def _select_component(mask: np.ndarray, prob: np.ndarray, near_rc: tuple[float, float]) -> np.ndarray:
@@ -82,6 +103,8 @@ class AITracker(Tracker):
         Where to write ``personal.onnx`` and its card (nothing is written when None).
     calibrator
         Maps the raw confidence to a calibrated one (e.g. :class:`~igikit.ai.calibration.IsotonicCalibrator`).
+    keep_views
+        Network frames remembered in :attr:`views` for explanations on request.
     """
 
     name = "ai"
@@ -101,6 +124,7 @@ class AITracker(Tracker):
         threads: int = 2,
         model_dir: str | Path | None = None,
         calibrator: Callable[[float], float] | None = None,
+        keep_views: int = 16,
     ) -> None:
         if learning_frames < 2:
             raise InputError(f"the learning phase needs at least 2 frames, got {learning_frames}")
@@ -116,6 +140,7 @@ class AITracker(Tracker):
         self.threads = threads
         self.model_dir = None if model_dir is None else Path(model_dir)
         self.calibrator = calibrator
+        self.keep_views = int(keep_views)
 
     # -- public state -------------------------------------------------------------------------
     @property
@@ -143,6 +168,8 @@ class AITracker(Tracker):
         self.frame_index = 0
         self.last_ai: TrackResult | None = None
         self.last_uncertainty: np.ndarray | None = None
+        self.last_registration: TrackResult | None = None
+        self.views: deque[NetworkView] = deque(maxlen=self.keep_views)
         self.prior: np.ndarray | None = None
         self.reason = "learning phase: registration tracker"
 
@@ -174,6 +201,7 @@ class AITracker(Tracker):
 
     def _learning_update(self, frame: np.ndarray) -> TrackResult:
         r = self.reg.update(frame)
+        self.last_registration = r
         if len(self.frames) < self.learning_frames:
             self.frames.append(np.asarray(frame, dtype=np.float32))
             corrupted = r.details.get("corrupted", 0.0) >= 0.5
@@ -211,7 +239,8 @@ class AITracker(Tracker):
     def _segment(self, frame: np.ndarray, augs: list[Any] | None = None) -> tuple[np.ndarray, np.ndarray, Any, Window]:
         """Network mask and soft map on the frame grid, the members' summary and the window used."""
         win = self._window(self.center)
-        members = ensemble_probabilities(self.runtime.run, self._inputs(frame, win),
+        self._last_inputs = self._inputs(frame, win)
+        members = ensemble_probabilities(self.runtime.run, self._last_inputs,
                                          augs if augs is not None else self.augs)
         mean = members.mean(axis=0)
         keep = _select_component(mean >= 0.5, mean, win.to_window(self.center))
@@ -237,6 +266,7 @@ class AITracker(Tracker):
         if self.qc or self.uses_prior:
             reg_result = self.reg.update(frame)
             self.prior = reg_result.soft if reg_result.soft is not None else reg_result.mask.astype(np.float32)
+        self.last_registration = reg_result
         tic = time.perf_counter()
         mask, soft, summary, win = self._segment(frame)
         network_ms = (time.perf_counter() - tic) * 1e3
@@ -275,14 +305,41 @@ class AITracker(Tracker):
                 fallback = self.result(self.label0.astype(np.float32), 0.0)
             conf = 0.25 * fallback.confidence
             details["raw_confidence"] = conf
-            return TrackResult(fallback.mask, self._calibrated(conf), fallback.centroid_mm, fallback.soft, details)
+            out = TrackResult(fallback.mask, self._calibrated(conf), fallback.centroid_mm, fallback.soft, details)
+            self._remember(frame, win, out)
+            return out
         details["fallback"] = 0.0
         details["raw_confidence"] = raw
         self.reason = "; ".join(reasons) if reasons else "AI and registration agree"
         self.center = self._com(mask)
         res = TrackResult(mask.astype(np.uint8), self._calibrated(raw), self._centroid(mask), soft, details)
         self.last_ai = res
+        self._remember(frame, win, res)
         return res
+
+    def _remember(self, frame: np.ndarray, win: Window, result: TrackResult) -> None:
+        self.views.append(NetworkView(self.frame_index, frame, win, self._last_inputs, result.mask,
+                                      result.confidence, result.centroid_mm, self.reason, dict(result.details)))
+
+    def view(self, frame_index: int | None = None) -> NetworkView:
+        """The network's view of a recent frame (default: the latest), for an explanation.
+
+        Raises
+        ------
+        InputError
+            In the learning phase, or when ``frame_index`` is not among the last :attr:`keep_views`
+            network frames.
+        """
+        views = tuple(getattr(self, "views", ()))  # the tracking thread appends; search a snapshot
+        if not views:
+            raise InputError("the personal model is not trained yet (still in the learning phase)")
+        if frame_index is None:
+            return views[-1]
+        for v in views:
+            if v.frame_index == frame_index:
+                return v
+        raise InputError(f"frame {frame_index} is not among the network's last {len(views)} frames "
+                         f"({views[0].frame_index}-{views[-1].frame_index})")
 
     @staticmethod
     def _com(mask: np.ndarray) -> tuple[float, float]:
@@ -321,6 +378,9 @@ class AITracker(Tracker):
                                      extra_channels=prior, patch_px=patch_px, stride_px=stride_px)
 
 
-def ai_ensemble(**ai_options: Any) -> EnsembleTracker:
-    """The default ensemble's members plus an ``ai`` member (options passed to :class:`AITracker`)."""
-    return EnsembleTracker(members=[*EnsembleTracker().members, AITracker(**ai_options)])
+def ai_ensemble(**ai_options: Any) -> Tracker:
+    """``ensemble_ai``: template + registration + an ``ai`` member (options passed to :class:`AITracker`),
+    fused by :class:`~igikit.ai.fusion.AIEnsembleTracker`."""
+    from igikit.ai.fusion import AIEnsembleTracker
+
+    return AIEnsembleTracker(AITracker(**ai_options))

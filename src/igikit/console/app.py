@@ -14,7 +14,13 @@ Routes (all JSON except the page and its static files):
 ``POST /api/pause``, ``/api/resume``    ``{"reason"}``
 ``POST /api/autonomy``                  ``{"level": 0-3, "reason"}`` (physicists)
 ``POST /api/annotate``                  ``{"text"}``
-``WS   /ws``                            ``hello``, then ``frame`` / ``event`` / ``state`` messages
+``POST /api/evidence``                  ``{"frame_id"}`` (optional): explain the AI tracker's answer on a
+                                        frame (computed off the treatment loop); -> ``{"seq", "url"}``
+``GET  /api/evidence/{seq}``            the evidence image (PNG) of the audit-log record ``seq``
+``GET  /vendor/{name}``                 three.js for the 3D navigation scene (:mod:`igikit.console.vendor`)
+``WS   /ws``                            ``hello``, then ``frame`` / ``event`` / ``state`` messages;
+                                        ``scene`` (on connect and on change) and ``tool`` (latest-wins)
+                                        in navigation sessions
 ======================================  ======================================================
 
 Security: passwords are checked against argon2id hashes; the session is a cookie signed with the
@@ -35,8 +41,10 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -62,6 +70,16 @@ _CSP = (
 )
 
 
+class Explainer(Protocol):
+    """What the console needs of an explanation source (:class:`igikit.ai.evidence.ExplanationService`)."""
+
+    folder: Path
+
+    def request(self, frame_id: int | None = None, *, requested_by: str = "") -> Future[Any]:
+        """Start explaining a frame; the future's result has ``seq`` (its audit-log record)."""
+        ...
+
+
 def static_dir() -> str:
     """Folder of the page's HTML, JS and CSS."""
     return str(resources.files("igikit.console") / "static")
@@ -75,6 +93,7 @@ def create_app(
     title: str = "",
     secure_cookie: bool = False,
     on_shutdown: Callable[[], None] | None = None,
+    explainer: Explainer | None = None,
 ) -> FastAPI:
     """The console app for ``session``.
 
@@ -92,6 +111,9 @@ def create_app(
         Mark the cookie ``Secure`` (when served over HTTPS, e.g. behind a proxy).
     on_shutdown
         Called when the server stops (to stop a feed).
+    explainer
+        Explains the AI tracker's answer on a frame on request; its ``folder`` is the only place
+        evidence files are served from.
     """
     broadcaster = Broadcaster(session)
 
@@ -130,6 +152,18 @@ def create_app(
         return response
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+
+    @app.get("/vendor/{name}")
+    def vendor(name: str) -> Response:
+        from igikit.console.vendor import FILES, VendorMissing, vendor_source
+
+        if name not in FILES:
+            raise HTTPException(404, f"no vendor file {name!r}")
+        try:
+            return Response(vendor_source(name), media_type="text/javascript")
+        except VendorMissing as exc:
+            log.error("%s", exc)
+            return JSONResponse({"detail": str(exc)}, status_code=404)
 
     # ------------------------------------------------------------------------- helpers
     def current_user(request: Request) -> User:
@@ -203,7 +237,7 @@ def create_app(
         request.session.clear()  # a fresh session: no fixation
         request.session.update({"user": user.name, "csrf": secrets.token_urlsafe(32)})
         log.info("console login: %s (%s)", user.name, user.role)
-        return JSONResponse(_me(user, request.session["csrf"]))
+        return JSONResponse({**_me(user, request.session["csrf"]), "explain": explainer is not None})
 
     @app.post("/api/logout")
     def logout(request: Request) -> dict[str, bool]:
@@ -214,7 +248,7 @@ def create_app(
     @app.get("/api/me")
     def me(request: Request) -> dict[str, Any]:
         user = current_user(request)
-        return {**_me(user, request.session.get("csrf", "")), "title": title}
+        return {**_me(user, request.session.get("csrf", "")), "title": title, "explain": explainer is not None}
 
     @app.get("/api/state")
     def state(request: Request) -> dict[str, Any]:
@@ -265,6 +299,30 @@ def create_app(
 
         return await act(request, call)
 
+    @app.post("/api/evidence")
+    async def explain(request: Request) -> JSONResponse:
+        actor = acting_user(request)
+        if explainer is None:
+            raise HTTPException(404, "this session has no AI tracker to explain")
+        frame_id = (await body(request)).get("frame_id")
+        if frame_id is not None and (isinstance(frame_id, bool) or not isinstance(frame_id, int)):
+            raise HTTPException(400, "frame_id must be an integer frame id")
+        try:
+            # computed on the explainer's own worker thread: neither this loop nor the treatment loop waits
+            result = await asyncio.wrap_future(explainer.request(frame_id, requested_by=actor.name))
+        except InputError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        record = result.record
+        return JSONResponse({"ok": True, "seq": result.seq, "url": f"/api/evidence/{result.seq}",
+                             "explanation": record.explanation, "caption": record.evidence.caption,
+                             "frame_id": result.frame_index})
+
+    @app.get("/api/evidence/{seq}")
+    async def evidence(seq: int, request: Request) -> Response:
+        current_user(request)
+        png = await asyncio.to_thread(_evidence_png, session, seq, explainer)
+        return Response(png, media_type="image/png")
+
     @app.websocket("/ws")
     async def stream(websocket: WebSocket) -> None:
         if not _same_origin(websocket.headers.get("origin"), websocket.headers.get("host")):
@@ -287,6 +345,9 @@ def create_app(
         await websocket.send_text(json.dumps(hello, default=str))
         await websocket.send_text(broadcaster.state_message())
         viewer.frame = broadcaster.latest_frame
+        if broadcaster.latest_scene is not None:
+            viewer.queue.append(broadcaster.latest_scene)
+        viewer.tool = broadcaster.latest_tool
         broadcaster.viewers.add(viewer)
         viewer.wake.set()
         receiver = asyncio.create_task(_drain(websocket))
@@ -305,6 +366,9 @@ def create_app(
                 if frame is not None:
                     await websocket.send_text(frame)
                     viewer.frames_sent += 1
+                tool, viewer.tool = viewer.tool, None
+                if tool is not None:
+                    await websocket.send_text(tool)
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             pass
         finally:
@@ -321,6 +385,34 @@ async def _drain(websocket: WebSocket) -> None:
             message = await websocket.receive()
             if message.get("type") == "websocket.disconnect":
                 return
+
+
+def _evidence_png(session: SupervisedSession, seq: int, explainer: Explainer | None) -> bytes:
+    """The PNG evidence of audit-log record ``seq``: inline, or a file inside the explainer's folder
+    whose SHA-256 still matches the one logged."""
+    import hashlib
+
+    from igikit.supervise.records import DecisionRecord
+
+    entry = next(session.audit.records(start_seq=seq), None) if seq >= 1 else None
+    record = entry.record if entry is not None and entry.seq == seq else None
+    if not isinstance(record, DecisionRecord) or record.evidence is None:
+        raise HTTPException(404, f"record {seq} has no evidence")
+    evidence = record.evidence
+    if evidence.kind == "png":
+        return evidence.png_bytes()
+    if evidence.kind != "path" or explainer is None:
+        raise HTTPException(404, f"record {seq}: the console serves inline and explanation-folder evidence only")
+    path = Path(evidence.ref).resolve()
+    if not path.is_relative_to(Path(explainer.folder).resolve()) or not path.is_file():
+        raise HTTPException(404, f"record {seq}: evidence file not available")
+    data = path.read_bytes()
+    logged = record.data.get("evidence_sha256")
+    if logged is not None and hashlib.sha256(data).hexdigest() != logged:
+        raise HTTPException(409, f"record {seq}: the evidence file changed after it was logged")
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise HTTPException(415, f"record {seq}: evidence is not a PNG image")
+    return data
 
 
 def _me(user: User, csrf: str) -> dict[str, Any]:

@@ -6,12 +6,18 @@ extracts mask outlines, and serialises one JSON text that every viewer receives 
 viewer holds only the newest frame text: a slow viewer skips frames instead of queueing them, so no
 viewer can slow another or the loop. Session events (alerts, decisions, human actions) are never
 skipped; they are queued per viewer (bounded) and sent before the next frame.
+
+Navigation sessions also publish a 3D scene (rarely) and tool states (20-60 Hz): the scene is
+encoded once, queued like an event and re-sent to each viewer that connects; tool states are
+encoded on the same thread and sent latest-wins, like frames.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -23,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from igikit.supervise.session import FrameState, Overlay, SessionEvent, SupervisedSession
+from igikit.console.scene import Scene, ToolState, encode_scene, encode_tool
+from igikit.supervise.session import FrameState, HeatMap, Overlay, SessionEvent, SupervisedSession, TracePlot
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +87,77 @@ def _number(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+#: Opacity of a heat map's colours over the frame.
+HEAT_ALPHA = 0.8
+#: Points of the heat map's colour scale sent for the page's legend.
+HEAT_LEGEND_STOPS = 9
+
+
+@functools.lru_cache(maxsize=1)
+def _heat_lut() -> np.ndarray:
+    """The heat map's colours, (256, 3) BGR: OpenCV's inferno (perceptually uniform, dark purple to yellow)."""
+    import cv2
+
+    return np.asarray(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0, :])
+
+
+def blend_heatmap(grey: np.ndarray, heat: HeatMap) -> np.ndarray:
+    """The 8-bit frame with ``heat`` blended over it (``HEAT_ALPHA``), as BGR ``(H, W, 3)`` uint8.
+
+    Voxels whose value is NaN or below ``heat.transparent_below`` show the frame alone.
+    """
+    values = np.asarray(heat.values, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        index = np.clip((values - heat.low) * (255.0 / (heat.high - heat.low)), 0, 255)
+        shown = np.isfinite(values)
+        if heat.transparent_below is not None:
+            shown &= values >= heat.transparent_below
+    colour = _heat_lut()[np.nan_to_num(index).astype(np.uint8)].astype(np.float32)
+    out = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
+    out[shown] += HEAT_ALPHA * (colour[shown] - out[shown])
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def heatmap_legend(heat: HeatMap) -> dict[str, Any]:
+    """The colour scale as the page draws its legend: ``stops`` are ``[value, "#rrggbb"]``."""
+    lut = _heat_lut()
+    stops = []
+    for k in range(HEAT_LEGEND_STOPS):
+        fraction = k / (HEAT_LEGEND_STOPS - 1)
+        b, g, r = (int(c) for c in lut[round(255 * fraction)])
+        stops.append([heat.low + fraction * (heat.high - heat.low), f"#{r:02x}{g:02x}{b:02x}"])
+    return {
+        "label": heat.label,
+        "units": heat.units,
+        "low": float(heat.low),
+        "high": float(heat.high),
+        "transparent_below": _number(heat.transparent_below),
+        "stops": stops,
+    }
+
+
+def _plot_json(plot: TracePlot | None) -> dict[str, Any] | None:
+    if plot is None:
+        return None
+    return {"title": plot.title, "units": dict(plot.units), "window_s": float(plot.window_s)}
+
+
 def encode_frame(state: FrameState, window: IntensityWindow, *, safe_state: bool, quality: int = 85) -> str:
-    """The JSON text of one ``frame`` message (JPEG as a data URL)."""
+    """The JSON text of one ``frame`` message (JPEG as a data URL; PNG with a heat map, whose colours
+    JPEG's halved chroma resolution would smear over small frames)."""
     import cv2
 
     image = window(state.frame)
-    ok, jpeg = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+    if state.heatmap is None:
+        ok, data = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+        media = "image/jpeg"
+    else:
+        image = blend_heatmap(image, state.heatmap)
+        ok, data = cv2.imencode(".png", image, [int(cv2.IMWRITE_PNG_COMPRESSION), 1])
+        media = "image/png"
     if not ok:
-        raise RuntimeError(f"JPEG encoding of frame {state.frame_id} failed")
-    h, w = image.shape
+        raise RuntimeError(f"image encoding of frame {state.frame_id} failed")
+    h, w = image.shape[:2]
     return json.dumps(
         {
             "type": "frame",
@@ -98,7 +167,7 @@ def encode_frame(state: FrameState, window: IntensityWindow, *, safe_state: bool
             "encoded": time.time(),
             "width": w,
             "height": h,
-            "image": "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii"),
+            "image": f"data:{media};base64," + base64.b64encode(data.tobytes()).decode("ascii"),
             "overlays": [overlay_json(o) for o in state.overlays],
             "beam_on": state.beam_on,
             "output": state.output,
@@ -106,6 +175,8 @@ def encode_frame(state: FrameState, window: IntensityWindow, *, safe_state: bool
             "explanation": state.explanation,
             "trace": {k: _number(v) for k, v in state.trace.items()},
             "band": None if state.trace_band is None else [float(v) for v in state.trace_band],
+            "heatmap": None if state.heatmap is None else heatmap_legend(state.heatmap),
+            "plot": _plot_json(state.trace_plot),
             "safe_state": safe_state,
         },
         separators=(",", ":"),
@@ -123,6 +194,7 @@ class Viewer:
     queue: deque[str] = field(default_factory=deque)
     overflowed: bool = False
     frames_sent: int = 0
+    tool: str | None = None
 
 
 class Broadcaster:
@@ -143,6 +215,11 @@ class Broadcaster:
         self.viewers: set[Viewer] = set()
         self.latest_frame: str | None = None
         self.frames_encoded = 0
+        self.latest_scene: str | None = None
+        self.latest_tool: str | None = None
+        self.tools_encoded = 0
+        self._scene_slot: Scene | None = None
+        self._tool_slot: ToolState | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slot: FrameState | None = None
         self._slot_lock = threading.Lock()
@@ -150,7 +227,14 @@ class Broadcaster:
         self._state_dirty = True
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._encode_loop, name="igikit-console-encoder", daemon=True)
-        self._unsubscribe = [session.subscribe_frames(self.on_frame), session.subscribe(self.on_event)]
+        self._unsubscribe = [
+            session.subscribe_frames(self.on_frame),
+            session.subscribe(self.on_event),
+            session.subscribe_scene(self.on_scene),
+            session.subscribe_tool(self.on_tool),
+        ]
+        if session.latest_scene is not None:  # published before the console started
+            self.on_scene(session.latest_scene)
 
     # ------------------------------------------------------------------ threads -> loop
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -171,6 +255,18 @@ class Broadcaster:
         """Called on the treatment loop: hand the state over, nothing else."""
         with self._slot_lock:
             self._slot = state
+        self._wake.set()
+
+    def on_scene(self, scene: Scene) -> None:
+        """Called on the publisher's thread: hand the scene over to the encoder."""
+        with self._slot_lock:
+            self._scene_slot = scene
+        self._wake.set()
+
+    def on_tool(self, state: ToolState) -> None:
+        """Called on the tracking loop: hand the state over, nothing else."""
+        with self._slot_lock:
+            self._tool_slot = state
         self._wake.set()
 
     def on_event(self, event: SessionEvent) -> None:
@@ -201,6 +297,39 @@ class Broadcaster:
                 viewer.queue.append(text)
             viewer.wake.set()
 
+    def _deliver_navigation(self, scene: str | None, tool: str | None) -> None:
+        if scene is not None:
+            self.latest_scene = scene
+        if tool is not None:
+            self.latest_tool = tool
+        for viewer in self.viewers:
+            if scene is not None:
+                if len(viewer.queue) >= MAX_QUEUED:
+                    viewer.overflowed = True
+                viewer.queue.append(scene)  # sent before the tool states drawn in it
+            if tool is not None:
+                viewer.tool = tool
+            viewer.wake.set()
+
+    def _encode_navigation(self) -> None:
+        with self._slot_lock:
+            scene, self._scene_slot = self._scene_slot, None
+            tool, self._tool_slot = self._tool_slot, None
+        if scene is None and tool is None:
+            return
+        try:
+            scene_text = None if scene is None else encode_scene(scene)
+            tool_text = None if tool is None else encode_tool(tool)
+        except Exception:  # a bad scene must not end the console
+            log.exception("console encoder failed on a navigation scene or tool state")
+            return
+        if tool_text is not None:
+            self.tools_encoded += 1
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closed between the check and the call
+                loop.call_soon_threadsafe(self._deliver_navigation, scene_text, tool_text)
+
     def state_message(self) -> str:
         """The supervision state as a ``state`` message."""
         return json.dumps({"type": "state", "state": self.session.snapshot()}, separators=(",", ":"), default=str)
@@ -214,6 +343,7 @@ class Broadcaster:
                 return
             with self._slot_lock:
                 state, self._slot = self._slot, None
+            self._encode_navigation()
             try:
                 self.session.tick()  # veto windows close even when no frame arrives
                 if state is not None:

@@ -37,6 +37,7 @@ Example
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -45,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from igikit.supervise.alerts import Alert, AlertBoard, Severity
 from igikit.supervise.audit import AuditLog
 from igikit.supervise.autonomy import AutonomyLevel, AutonomyPolicy, Mode, route_decision
 from igikit.supervise.records import DecisionRecord, HumanAction, Scalar
+
+if TYPE_CHECKING:  # data objects only: the session hands them over, it never reads them
+    from igikit.console.scene import Scene, ToolState
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ class ActionRefused(IgikitError):
 
 
 # ---------------------------------------------------------------------------- frame state
-OverlayStyle = Literal["target", "tracked", "predicted", "boundary", "truth", "other"]
+OverlayStyle = Literal["target", "tracked", "predicted", "boundary", "truth", "risk", "dose", "other"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,7 +141,8 @@ class Overlay:
     label
         Legend text: ``"target"``, ``"gating boundary"``, ``"predicted (+500 ms)"``.
     style
-        ``"target"``, ``"tracked"``, ``"predicted"``, ``"boundary"``, ``"truth"`` or ``"other"``.
+        ``"target"``, ``"tracked"``, ``"predicted"``, ``"boundary"``, ``"truth"``, ``"risk"`` (an
+        organ at risk), ``"dose"`` (a dose or lesion contour) or ``"other"``.
     mask
         For ``kind="mask"``.
     points_xy
@@ -176,6 +181,62 @@ class Overlay:
 
 
 @dataclass(frozen=True, eq=False)
+class HeatMap:
+    """A colour-coded map drawn over the frame (temperature, dose), with the scale for its legend.
+
+    Parameters
+    ----------
+    values
+        ``(H, W)``, the frame's shape; NaN where nothing is to be shown (an untrusted voxel).
+    low, high
+        The colour scale's range, in ``units``; values outside it take the end colours.
+    units, label
+        For the legend: ``"°C"``, ``"temperature"``.
+    transparent_below
+        Values below this are not drawn (the frame shows through); None: all finite values drawn.
+    """
+
+    values: np.ndarray
+    low: float
+    high: float
+    units: str = ""
+    label: str = ""
+    transparent_below: float | None = None
+
+    def __post_init__(self) -> None:
+        if np.ndim(self.values) != 2:
+            raise InputError(f"heat map {self.label!r}: values must be (H, W), got {np.shape(self.values)}")
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
+            raise InputError(f"heat map {self.label!r}: needs low < high, got {self.low}, {self.high}")
+
+
+@dataclass(frozen=True)
+class TracePlot:
+    """How the console draws :attr:`FrameState.trace`: its title, each series' unit, the time shown.
+
+    Series are plotted against one axis per unit: the first unit on the left, the others on the
+    right (e.g. temperatures in °C on the left, the power in W on the right).
+
+    Parameters
+    ----------
+    title
+        The plot's heading (``"Temperature and power"``).
+    units
+        Unit of each series, by its label (``{"focus (°C)": "°C", "power (W)": "W"}``).
+    window_s
+        Seconds of history shown.
+    """
+
+    title: str = "Trajectory"
+    units: Mapping[str, str] = field(default_factory=dict)
+    window_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.window_s) and self.window_s > 0):
+            raise InputError(f"trace plot window must be a positive number of seconds, got {self.window_s}")
+
+
+@dataclass(frozen=True, eq=False)
 class FrameState:
     """What a supervisor sees of one frame: the image, overlays, the treatment output, confidence.
 
@@ -206,10 +267,17 @@ class FrameState:
         Values for the trajectory plot, by label, e.g. ``{"tracked SI (mm)": 2.1, "predicted SI
         (mm)": 2.4}`` (at most a few series).
     trace_band
-        ``(low, high)``: the gating window drawn as a band on the trajectory plot, if any.
+        ``(low, high)``: the gating window drawn as a band on the trajectory plot, if any (on the
+        first unit's axis).
     published_wall_s
         Unix time when the state was published (frame-to-screen latency is measured from it);
         set by :meth:`SupervisedSession.publish_frame` when left at 0.
+    heatmap
+        A colour-coded map over the frame (:class:`HeatMap`: temperature in MR thermometry), with
+        its colour-scale legend; None: the frame alone.
+    trace_plot
+        Title, units and time window of the trace plot (:class:`TracePlot`); None: the gating
+        trajectory's defaults (one axis, 30 s).
     """
 
     frame_id: int
@@ -223,10 +291,17 @@ class FrameState:
     trace: Mapping[str, float] = field(default_factory=dict)
     trace_band: tuple[float, float] | None = None
     published_wall_s: float = 0.0
+    heatmap: HeatMap | None = None
+    trace_plot: TracePlot | None = None
 
     def __post_init__(self) -> None:
         if np.ndim(self.frame) != 2:
             raise InputError(f"frame {self.frame_id}: a frame state needs an (H, W) image, got {np.shape(self.frame)}")
+        if self.heatmap is not None and np.shape(self.heatmap.values) != np.shape(self.frame):
+            raise InputError(
+                f"frame {self.frame_id}: heat map of shape {np.shape(self.heatmap.values)} over a frame of shape "
+                f"{np.shape(self.frame)}"
+            )
 
 
 # ------------------------------------------------------------------------------ events etc.
@@ -236,7 +311,7 @@ class SessionEvent:
 
     ``kind`` is one of ``started``, ``decision``, ``alert``, ``acknowledged``, ``pending``,
     ``approved``, ``vetoed``, ``took_effect``, ``cancelled``, ``paused``, ``resumed``,
-    ``autonomy``, ``annotate``, ``refused``, ``stream``. ``text`` is one sentence with the
+    ``autonomy``, ``annotate``, ``refused``, ``stream``, ``evidence``. ``text`` is one sentence with the
     numbers; ``seq`` the audit-log entry, ``actor``/``role`` who acted (human events).
     """
 
@@ -319,6 +394,9 @@ class Disposition:
 
 Subscriber = Callable[[SessionEvent], None]
 FrameSubscriber = Callable[[FrameState], None]
+SceneSubscriber = Callable[["Scene"], None]
+ToolSubscriber = Callable[["ToolState"], None]
+_Item = TypeVar("_Item")
 
 
 class SupervisedSession:
@@ -369,6 +447,8 @@ class SupervisedSession:
         self._events: deque[SessionEvent] = deque(maxlen=max_events)
         self._subscribers: list[Subscriber] = []
         self._frame_subscribers: list[FrameSubscriber] = []
+        self._scene_subscribers: list[SceneSubscriber] = []
+        self._tool_subscribers: list[ToolSubscriber] = []
         self.alerts = AlertBoard()
         self._pending: dict[int, PendingDecision] = {}
         self._resolved: dict[int, int] = {}
@@ -379,6 +459,8 @@ class SupervisedSession:
         self._paused_by: Actor | None = None
         self._pause_reason = ""
         self.latest_frame: FrameState | None = None
+        self.latest_scene: Scene | None = None
+        self.latest_tool: ToolState | None = None
         with self._lock:
             seq = self._log(
                 DecisionRecord(
@@ -498,27 +580,73 @@ class SupervisedSession:
         The callback runs on the workflow's thread: it must only hand the state over (a slot, a
         queue), never encode or send.
         """
-        with self._lock:
-            self._frame_subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._frame_subscribers:
-                    self._frame_subscribers.remove(callback)
-
-        return unsubscribe
+        return self._add_subscriber(self._frame_subscribers, callback)
 
     def publish_frame(self, state: FrameState) -> FrameState:
         """Hand ``state`` to the frame subscribers (the console); returns it stamped with ``published_wall_s``."""
         if not state.published_wall_s:
             state = dataclasses.replace(state, published_wall_s=time.time())
         self.latest_frame = state
-        for callback in tuple(self._frame_subscribers):
-            try:
-                callback(state)
-            except Exception:  # a broken viewer must never stop the treatment loop
-                log.exception("frame subscriber failed")
+        self._hand_over(self._frame_subscribers, state, "frame")
         return state
+
+    def subscribe_scene(self, callback: SceneSubscriber) -> Callable[[], None]:
+        """Call ``callback(scene)`` for every published navigation scene; returns the unsubscriber.
+
+        Like :meth:`subscribe_frames`, the callback runs on the publisher's thread and only hands over.
+        """
+        return self._add_subscriber(self._scene_subscribers, callback)
+
+    def publish_scene(self, scene: Scene) -> Scene:
+        """Hand a navigation :class:`~igikit.console.scene.Scene` (structures, target, plan) to the console.
+
+        Publish it once when the plan is known and again whenever it changes; a console that
+        connects later gets :attr:`latest_scene`.
+        """
+        self.latest_scene = scene
+        self._hand_over(self._scene_subscribers, scene, "scene")
+        return scene
+
+    def subscribe_tool(self, callback: ToolSubscriber) -> Callable[[], None]:
+        """Call ``callback(state)`` for every published tool state; returns the unsubscriber.
+
+        The callback runs on the tracking loop's thread: it must only hand the state over.
+        """
+        return self._add_subscriber(self._tool_subscribers, callback)
+
+    def publish_tool(self, state: ToolState) -> ToolState:
+        """Hand a :class:`~igikit.console.scene.ToolState` to the console; returns it stamped with
+        ``published_wall_s``. Costs a reference hand-over: the console encodes on its own thread and
+        sends only the newest state to each viewer.
+        """
+        if not state.published_wall_s:
+            # a stamped copy without re-validating: this runs at the tracker's rate
+            state = copy.copy(state)
+            object.__setattr__(state, "published_wall_s", time.time())
+        self.latest_tool = state
+        self._hand_over(self._tool_subscribers, state, "tool")
+        return state
+
+    def _add_subscriber(
+        self, subscribers: list[Callable[[_Item], None]], callback: Callable[[_Item], None]
+    ) -> Callable[[], None]:
+        with self._lock:
+            subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in subscribers:
+                    subscribers.remove(callback)
+
+        return unsubscribe
+
+    @staticmethod
+    def _hand_over(subscribers: list[Callable[[_Item], None]], item: _Item, what: str) -> None:
+        for callback in tuple(subscribers):
+            try:
+                callback(item)
+            except Exception:  # a broken viewer must never stop the treatment loop
+                log.exception("%s subscriber failed", what)
 
     # --------------------------------------------------------------------------- workflow side
     def set_safe_value(self, decision: str, value: Scalar) -> None:
@@ -691,6 +819,26 @@ class SupervisedSession:
         with self._lock:
             self._emit("stream", f"{kind.replace('_', ' ')}: {detail}", data={"stream_event": kind})
         self._flush()
+
+    def log_evidence(self, record: DecisionRecord) -> int:
+        """Log a record that shows something and decides nothing (a tracker's answer on a frame with
+        its explanation map); returns its ``seq``. Nothing takes effect, no autonomy rule applies;
+        it is announced as an ``evidence`` event whose ``data`` names the frame and the caption.
+        """
+        if not isinstance(record, DecisionRecord) or record.evidence is None:
+            raise InputError("log_evidence() takes a DecisionRecord that carries evidence")
+        caption = record.evidence.caption
+        record = dataclasses.replace(
+            record, workflow=record.workflow or self.workflow, session_id=record.session_id or self.session_id
+        )
+        try:
+            with self._lock:
+                seq = self._log(record)
+                data = {"decision": record.decision, "frame_id": _frame_of(record), "caption": caption}
+                self._emit("evidence", record.explanation, seq=seq, data=data)
+                return seq
+        finally:
+            self._flush()
 
     def tick(self) -> None:
         """Close veto windows that have expired (their decisions take effect); cheap when none did."""

@@ -3,8 +3,11 @@
 
 const STYLE_COLOURS = {
   target: "#ffd33d", tracked: "#ffd33d", predicted: "#ff4fd8", boundary: "#39d0ff", truth: "#7ee787", other: "#ffffff",
+  risk: "#00e5ff", dose: "#7cfc00",
 };
 const TRACE_COLOURS = ["#ffd33d", "#ff4fd8", "#7ee787", "#58a6ff"];
+// plots with units (TracePlot): no green, which the output-on shading would swallow
+const PLOT_COLOURS = ["#ffd33d", "#ff4fd8", "#ff9a3c", "#58a6ff", "#d2a8ff", "#ffffff"];
 const TRACE_WINDOW_S = 30;
 const MAX_LOG = 300;
 
@@ -14,6 +17,7 @@ let socket = null;
 let lastState = null;
 const trace = [];        // {t, values, on}
 let lastBand = null;
+let lastPlot = null;     // the frame's TracePlot: title, units, window (null: the gating defaults)
 const stats = { frames: 0, latencies: [], lastFrameId: null };
 window.igikitStats = stats;  // read by the browser tests
 
@@ -127,12 +131,23 @@ function connect() {
     if (msg.type === "frame") onFrame(msg);
     else if (msg.type === "event") addLog(msg.event, true);
     else if (msg.type === "state") onState(msg.state);
+    else if (msg.type === "scene" || msg.type === "tool") onNavigation(msg);
     else if (msg.type === "hello") {
       $("title").textContent = msg.title || "";
       $("log").replaceChildren();
       for (const e of msg.events) addLog(e, true);
     }
   };
+}
+
+// ------------------------------------------------------------------ 3D navigation (static/scene3d.js)
+let scene3d = null;  // the module, imported with the first scene: cine sessions never load three.js
+function onNavigation(msg) {
+  if (!scene3d) {
+    scene3d = import("/static/scene3d.js");
+    scene3d.catch((error) => toast(`3D view failed to load: ${error}`, true));
+  }
+  scene3d.then((module) => module.receive(msg), () => {});
 }
 
 // ------------------------------------------------------------------ frame
@@ -216,8 +231,31 @@ function drawFrame(msg) {
       return el("span", {}, swatch, label);
     }));
   }
+  drawHeatLegend(msg.heatmap);
   $("frame-id").textContent = String(msg.frame_id);
   $("frame-time").textContent = msg.t.toFixed(2);
+}
+function drawHeatLegend(heat) {
+  const box = $("heat-legend");
+  const key = heat ? JSON.stringify(heat) : "";
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  box.hidden = !heat;
+  stats.heatLegend = heat || null;
+  if (!heat) { box.replaceChildren(); return; }
+  const span = heat.high - heat.low;
+  const bar = el("div", { class: "heat-bar" });
+  bar.style.background = "linear-gradient(90deg, "
+    + heat.stops.map(([v, c]) => `${c} ${(100 * (v - heat.low) / span).toFixed(1)}%`).join(", ") + ")";
+  if (heat.transparent_below !== null && heat.transparent_below > heat.low) {
+    const clear = el("i", { class: "heat-clear", title: `not drawn below ${heat.transparent_below}` });
+    clear.style.width = `${(100 * (heat.transparent_below - heat.low) / span).toFixed(1)}%`;
+    bar.append(clear);
+  }
+  const ticks = el("div", { class: "heat-ticks" });
+  for (let k = 0; k <= 4; k++) ticks.append(el("span", {}, (heat.low + (k * span) / 4).toFixed(0)));
+  const note = heat.transparent_below === null ? "" : ` · clear below ${heat.transparent_below.toFixed(0)} ${heat.units}`;
+  box.replaceChildren(el("div", { class: "heat-title" }, `${heat.label} (${heat.units})${note}`), bar, ticks);
 }
 function updateStatus(msg) {
   const beam = $("beam");
@@ -238,9 +276,20 @@ function updateStatus(msg) {
 function addTrace(msg) {
   trace.push({ t: msg.t, values: msg.trace, on: msg.beam_on === true });
   lastBand = msg.band;
-  const cutoff = msg.t - TRACE_WINDOW_S;
+  lastPlot = msg.plot || null;
+  const cutoff = msg.t - traceWindow();
   while (trace.length && (trace[0].t < cutoff || trace[0].t > msg.t)) trace.shift();
+  stats.lastTrace = msg.trace;
+  if (lastPlot && $("trace-title").textContent !== lastPlot.title) {
+    $("trace-title").textContent = lastPlot.title;
+    $("trace-caption").textContent = `(last ${lastPlot.window_s.toFixed(0)} s; green: output on)`;
+  }
   drawTrace();
+}
+function traceWindow() { return lastPlot ? lastPlot.window_s : TRACE_WINDOW_S; }
+function niceStep(span) {
+  for (const s of [5, 10, 15, 30, 60, 120, 300, 600]) if (span / s <= 7) return s;
+  return 1200;
 }
 function drawTrace() {
   const canvas = $("trace");
@@ -250,20 +299,30 @@ function drawTrace() {
   ctx.clearRect(0, 0, w, h);
   if (trace.length < 2) return;
   const names = Object.keys(trace[trace.length - 1].values);
-  let lo = Infinity, hi = -Infinity;
+  // one axis per unit (TracePlot): the first unit on the left, the others on the right
+  const units = lastPlot ? lastPlot.units : {};
+  const axisUnits = [];
+  for (const n of names) if (!axisUnits.includes(units[n] || "")) axisUnits.push(units[n] || "");
+  const axisOf = (n) => Math.min(axisUnits.indexOf(units[n] || ""), 1);
+  const axes = [0, 1].map(() => ({ lo: Infinity, hi: -Infinity, pad: 1 }));
   for (const p of trace) for (const n of names) {
     const v = p.values[n];
-    if (v !== null && v !== undefined) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const a = axes[axisOf(n)];
+    if (v !== null && v !== undefined) { a.lo = Math.min(a.lo, v); a.hi = Math.max(a.hi, v); }
   }
-  if (lastBand) { lo = Math.min(lo, lastBand[0]); hi = Math.max(hi, lastBand[1]); }
-  if (!isFinite(lo)) { lo = -1; hi = 1; }
-  const pad = Math.max(1, (hi - lo) * 0.1);
-  lo -= pad; hi += pad;
-  const left = 44, right = 8, top = 8, bottom = 22;
-  // fills from the left for the first 30 s, then scrolls
-  const t0 = Math.max(trace[0].t, trace[trace.length - 1].t - TRACE_WINDOW_S), t1 = t0 + TRACE_WINDOW_S;
-  const X = (t) => left + ((t - t0) / TRACE_WINDOW_S) * (w - left - right);
-  const Y = (v) => top + (1 - (v - lo) / (hi - lo)) * (h - top - bottom);
+  if (lastBand) { axes[0].lo = Math.min(axes[0].lo, lastBand[0]); axes[0].hi = Math.max(axes[0].hi, lastBand[1]); }
+  for (const a of axes) {
+    if (!isFinite(a.lo)) { a.lo = -1; a.hi = 1; }
+    a.pad = Math.max(axisUnits.length > 1 && a === axes[1] ? 0.05 : 1, (a.hi - a.lo) * 0.1);
+    a.lo -= a.pad; a.hi += a.pad;
+  }
+  const twoAxes = axisUnits.length > 1;
+  const left = 44, right = twoAxes ? 44 : 8, top = 8, bottom = 22;
+  const span = traceWindow();
+  // fills from the left for the first window, then scrolls
+  const t0 = Math.max(trace[0].t, trace[trace.length - 1].t - span), t1 = t0 + span;
+  const X = (t) => left + ((t - t0) / span) * (w - left - right);
+  const Y = (v, axis = 0) => top + (1 - (v - axes[axis].lo) / (axes[axis].hi - axes[axis].lo)) * (h - top - bottom);
   // output-on shading
   ctx.fillStyle = "rgba(46, 160, 67, 0.28)";
   for (let i = 0; i < trace.length - 1; i++) {
@@ -276,25 +335,43 @@ function drawTrace() {
   }
   // axes
   ctx.fillStyle = "#8b98a9"; ctx.font = "11px system-ui"; ctx.strokeStyle = "#2b3544";
-  for (const v of [lo + pad, (lo + hi) / 2, hi - pad]) {
+  const a0 = axes[0];
+  for (const v of [a0.lo + a0.pad, (a0.lo + a0.hi) / 2, a0.hi - a0.pad]) {
     ctx.fillText(v.toFixed(1), 4, Y(v) + 4);
     ctx.beginPath(); ctx.moveTo(left, Y(v)); ctx.lineTo(w - right, Y(v)); ctx.stroke();
   }
-  for (let s = Math.ceil(t0 / 5) * 5; s <= t1; s += 5) ctx.fillText(`${s.toFixed(0)} s`, X(s) - 10, h - 6);
+  if (twoAxes) {
+    const a1 = axes[1];
+    for (const v of [a1.lo + a1.pad, (a1.lo + a1.hi) / 2, a1.hi - a1.pad]) ctx.fillText(v.toFixed(2), w - right + 4, Y(v, 1) + 4);
+    ctx.fillText(axisUnits[0], 4, h - 6);
+    ctx.fillText(axisUnits.slice(1).join(", "), w - right + 12, h - 6);
+  }
+  const step = niceStep(span);
+  for (let s = Math.ceil(t0 / step) * step; s <= t1; s += step) {
+    if (twoAxes && X(s) + 16 > w - right) continue;  // leave the right axis its unit
+    ctx.fillText(`${s.toFixed(0)} s`, X(s) - 10, h - 6);
+  }
+  let labelX = left + 8;
   names.forEach((n, k) => {
-    ctx.strokeStyle = TRACE_COLOURS[k % TRACE_COLOURS.length]; ctx.lineWidth = 1.8;
-    ctx.setLineDash(n.startsWith("predicted") ? [4, 3] : []);
+    const axis = axisOf(n);
+    const palette = lastPlot ? PLOT_COLOURS : TRACE_COLOURS;
+    ctx.strokeStyle = palette[k % palette.length]; ctx.lineWidth = 1.8;
+    ctx.setLineDash(n.startsWith("predicted") ? [4, 3] : (axis === 1 ? [6, 3] : []));
     ctx.beginPath();
     let started = false;
     for (const p of trace) {
       const v = p.values[n];
       if (v === null || v === undefined) { started = false; continue; }
-      if (!started) { ctx.moveTo(X(p.t), Y(v)); started = true; } else ctx.lineTo(X(p.t), Y(v));
+      if (!started) { ctx.moveTo(X(p.t), Y(v, axis)); started = true; } else ctx.lineTo(X(p.t), Y(v, axis));
     }
     ctx.stroke();
     ctx.setLineDash([]);
     ctx.fillStyle = ctx.strokeStyle;
-    ctx.fillText(n, left + 8 + k * 150, top + 12);
+    if (lastPlot) {  // labels side by side, as wide as they are
+      const label = n + (axis === 1 ? " →" : "");
+      ctx.fillText(label, labelX, top + 12);
+      labelX += ctx.measureText(label).width + 18;
+    } else ctx.fillText(n, left + 8 + k * 150, top + 12);
   });
 }
 
@@ -354,7 +431,7 @@ function addLog(e, newestFirst) {
   if (seen.has(key)) return;
   seen.add(key);
   const who = e.actor ? ` — ${e.actor} (${e.role})` : "";
-  const item = el("li", { class: "entry", "data-kind": e.kind },
+  const item = el("li", { class: "entry", "data-kind": e.kind, "data-seq": String(e.seq ?? "") },
     el("time", {}, fmtTime(e.wall_time_s)),
     el("span", { class: `kind k-${e.kind}` }, e.kind.replace(/_/g, " ")),
     el("span", { class: "text" }, e.text + who + (e.seq ? ` [#${e.seq}]` : "")));

@@ -341,7 +341,10 @@ class EnsembleTracker(Tracker):
     deformable member is trusted. The deformable members' soft maps are moved onto the consensus
     position and averaged. The confidence is the members' weighted confidence times their
     agreement (the confidence-weighted share of members near the consensus, squared), so it falls
-    when they disagree.
+    when they disagree. ``details`` carries, per member ``KEY`` (its name), ``KEY_confidence``,
+    ``KEY_weight``, ``KEY_offset_mm`` (its distance from the consensus) and every one of its own
+    details as ``KEY_NAME`` (e.g. ``template_ncc``, ``registration_corrupted``): the features the
+    gating workflow's confidence calibration reads.
 
     Parameters
     ----------
@@ -420,9 +423,14 @@ class EnsembleTracker(Tracker):
         spread = float(np.sqrt((vote * d**2).sum() / vote.sum()))
         confidence = agreement * float(np.average(conf, weights=np.maximum(w, 1e-12)))
         details: dict[str, float] = {}
-        for key, r, wi in zip(self._keys, results, w, strict=True):
+        for key, r, wi, di in zip(self._keys, results, w, d, strict=True):
             details[f"{key}_confidence"] = r.confidence
             details[f"{key}_weight"] = float(wi / w.sum())
+            details[f"{key}_offset_mm"] = float(di)
+            # The members' own evidence (NCC peak, post-registration similarity, held / corrupted
+            # flags), so a confidence calibrator can learn from more than the fused number.
+            for name, value in r.details.items():
+                details[f"{key}_{name}"] = float(value)
         return self.result(soft, confidence, spread_mm=spread, agreement=agreement, **details)
 
 
