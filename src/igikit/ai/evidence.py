@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from scipy import ndimage
@@ -52,6 +52,19 @@ class Explanation:
     frame_index: int
     saliency_near_target: float
     thread_name: str
+
+
+class FrameIds(Protocol):
+    """Stream frame ids of a tracker's frames, for a stream that drops frames (the gating workflow's
+    :class:`~igikit.workflows.mrgrt.operators.TrackTarget`)."""
+
+    def frame_id(self, tracker_index: int) -> int | None:
+        """The stream frame id of the tracker's frame ``tracker_index``, or None."""
+        ...
+
+    def tracker_index(self, frame_id: int) -> int | None:
+        """The tracker's count of stream frame ``frame_id``, or None when it was not tracked."""
+        ...
 
 
 def _lower_priority(niceness: int) -> None:
@@ -100,6 +113,9 @@ class ExplanationService:
         Where the evidence PNGs go (created if missing).
     frame_offset
         Stream frame id of the tracker's frame 0 (the tracker counts from its first frame).
+    frame_ids
+        Instead of ``frame_offset``: translates between the tracker's count and the stream's frame
+        ids, for a stream that drops frames (a real-time replay while the network trains).
     patch_px, stride_px
         Occlusion patch and step (window pixels).
     max_queued
@@ -115,6 +131,7 @@ class ExplanationService:
         folder: str | Path,
         *,
         frame_offset: int = 0,
+        frame_ids: FrameIds | None = None,
         patch_px: int = 8,
         stride_px: int = 4,
         max_queued: int = 2,
@@ -130,6 +147,7 @@ class ExplanationService:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.frame_offset = int(frame_offset)
+        self.frame_ids = frame_ids
         self.patch_px = patch_px
         self.stride_px = stride_px
         self.max_queued = max_queued
@@ -162,8 +180,8 @@ class ExplanationService:
             In the learning phase, for a frame the tracker no longer holds, or when too many
             requests are already waiting.
         """
-        index = None if frame_id is None else int(frame_id) - self.frame_offset
         tracker = self.tracker
+        index = None if frame_id is None else self._tracker_index(int(frame_id))
         view = tracker.view(index)  # checked here, so the caller hears at once
         with self._lock:
             if self._queued >= self.max_queued:
@@ -185,6 +203,22 @@ class ExplanationService:
         self._pool.shutdown(wait=True)
 
     # ------------------------------------------------------------------------------ internals
+    def _tracker_index(self, frame_id: int) -> int:
+        if self.frame_ids is None:
+            return frame_id - self.frame_offset
+        index = self.frame_ids.tracker_index(frame_id)
+        if index is None:
+            raise InputError(f"frame {frame_id} was not given to the tracker (dropped, invalid or too old)")
+        return index
+
+    def _frame_id(self, tracker_index: int) -> int:
+        if self.frame_ids is None:
+            return tracker_index + self.frame_offset
+        frame_id = self.frame_ids.frame_id(tracker_index)
+        if frame_id is None:
+            raise InputError(f"the tracker's frame {tracker_index} is no longer known to the stream")
+        return frame_id
+
     def _runtime(self, tracker: AITracker) -> Any:
         """The worker's own ONNX Runtime session (1 thread), so it never shares the loop's thread pool."""
         from igikit.ai.runtime import OnnxModel
@@ -201,7 +235,7 @@ class ExplanationService:
         try:
             return self._compute(tracker, view, requested_by)
         except Exception:
-            log.exception("explanation of frame %d failed", view.frame_index + self.frame_offset)
+            log.exception("explanation of the tracker's frame %d failed", view.frame_index)
             raise
         finally:
             with self._lock:
@@ -212,7 +246,7 @@ class ExplanationService:
         from igikit.io.atomic import atomic_path
         from igikit.supervise.records import DecisionRecord, Evidence
 
-        frame_id = view.frame_index + self.frame_offset
+        frame_id = self._frame_id(view.frame_index)
         extra = view.inputs[1:] if view.inputs.shape[0] > 1 else None
         sal = occlusion_sensitivity(self._runtime(tracker), np.asarray(view.frame, np.float32), view.window,
                                     extra_channels=extra, patch_px=self.patch_px, stride_px=self.stride_px)

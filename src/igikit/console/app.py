@@ -94,6 +94,7 @@ def create_app(
     secure_cookie: bool = False,
     on_shutdown: Callable[[], None] | None = None,
     explainer: Explainer | None = None,
+    explain_unavailable: str = "",
 ) -> FastAPI:
     """The console app for ``session``.
 
@@ -114,8 +115,12 @@ def create_app(
     explainer
         Explains the AI tracker's answer on a frame on request; its ``folder`` is the only place
         evidence files are served from.
+    explain_unavailable
+        Without an explainer: why this session's answers cannot be explained (the page says so).
     """
     broadcaster = Broadcaster(session)
+    explain_state = {"explain": explainer is not None,
+                     "explain_unavailable": explain_unavailable if explainer is None else ""}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -237,7 +242,7 @@ def create_app(
         request.session.clear()  # a fresh session: no fixation
         request.session.update({"user": user.name, "csrf": secrets.token_urlsafe(32)})
         log.info("console login: %s (%s)", user.name, user.role)
-        return JSONResponse({**_me(user, request.session["csrf"]), "explain": explainer is not None})
+        return JSONResponse({**_me(user, request.session["csrf"]), **explain_state})
 
     @app.post("/api/logout")
     def logout(request: Request) -> dict[str, bool]:
@@ -248,7 +253,7 @@ def create_app(
     @app.get("/api/me")
     def me(request: Request) -> dict[str, Any]:
         user = current_user(request)
-        return {**_me(user, request.session.get("csrf", "")), "title": title, "explain": explainer is not None}
+        return {**_me(user, request.session.get("csrf", "")), "title": title, **explain_state}
 
     @app.get("/api/state")
     def state(request: Request) -> dict[str, Any]:
@@ -303,7 +308,7 @@ def create_app(
     async def explain(request: Request) -> JSONResponse:
         actor = acting_user(request)
         if explainer is None:
-            raise HTTPException(404, "this session has no AI tracker to explain")
+            raise HTTPException(404, explain_unavailable or "this session has no AI tracker to explain")
         frame_id = (await body(request)).get("frame_id")
         if frame_id is not None and (isinstance(frame_id, bool) or not isinstance(frame_id, int)):
             raise HTTPException(400, "frame_id must be an integer frame id")

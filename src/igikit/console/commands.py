@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from igikit.errors import InputError
+from igikit.workflows.mrgrt.commands import TRACKING_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--latency-ms", type=float, default=300.0, help="--case: system latency (ms, default 300)")
     c.add_argument("--margin-mm", type=float, help="--case: gating margin (default: profile, 3)")
     c.add_argument("--profile", default="adult", help="--case: patient profile (default adult)")
+    c.add_argument(
+        "--method", default="ensemble", choices=TRACKING_METHODS,
+        help="--case: tracking method (default ensemble; ai or ensemble_ai also explain frames on request)",
+    )
     c.set_defaults(func=_cmd_console)
 
 
@@ -154,7 +159,9 @@ def _cmd_case(args: argparse.Namespace) -> int:
         raise InputError(f"--max-frames must be at least 2, got {args.max_frames}")
     if not 0 <= args.port < 65536:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
-    settings = GatingSettings.from_profile(args.profile, latency_ms=args.latency_ms, margin_mm=args.margin_mm)
+    settings = GatingSettings.from_profile(
+        args.profile, latency_ms=args.latency_ms, margin_mm=args.margin_mm, tracking_method=args.method
+    )
     supervision = SupervisionSettings(
         level=3 if args.autonomy is None else args.autonomy, veto_window_s=args.veto_window_s, headless=False
     )

@@ -38,7 +38,18 @@
   });
   $("explain").addEventListener("click", explain);
 
-  // console.js sets `me` at login and clears it at logout; the panel is offered only when the
-  // session has an AI tracker to explain.
-  setInterval(() => { panel.hidden = !(me && me.explain); }, 250);
+  // console.js sets `me` at login and clears it at logout; the button is offered only when the
+  // session has an AI tracker to explain; otherwise the panel says why, when the server says.
+  const note = document.createElement("span");
+  note.id = "evidence-note";
+  note.className = "muted";
+  note.hidden = true;
+  $("explain").parentElement.appendChild(note);
+  setInterval(() => {
+    const why = (me && !me.explain && me.explain_unavailable) || "";
+    panel.hidden = !(me && (me.explain || why));
+    $("explain").hidden = !(me && me.explain);
+    note.hidden = !why;
+    note.textContent = why;
+  }, 250);
 })();

@@ -15,6 +15,7 @@ import importlib
 import json
 import math
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,8 @@ from igikit.workflows.mrgrt.prediction import (
 if TYPE_CHECKING:
     from igikit.io.trackrad import CineCase
     from igikit.supervise.session import SupervisedSession
-    from igikit.workflows.mrgrt.workflow import GatingSettings, SupervisionSettings
+    from igikit.workflows.mrgrt.operators import TrackTarget
+    from igikit.workflows.mrgrt.workflow import GatingSettings, GatingWorkflow, SupervisionSettings
 
 __all__ = ["DEMO_CASE", "DEMO_TARGET", "register", "run_demo", "run_gate", "run_predict"]
 
@@ -60,6 +62,10 @@ DEMO_SECRET_FILE = "console.secret"
 DEMO_USER = ("demo", "physicist")
 #: Tracking methods of :mod:`igikit.workflows.mrgrt.tracking` (kept light: no OpenCV import here).
 TRACKING_METHODS = ("ensemble", "registration", "template", "copy", "ai", "ensemble_ai")
+#: Methods whose answer the console explains on request (an occlusion map of the patient-specific network).
+EXPLAINED_METHODS = ("ai", "ensemble_ai")
+#: Where the explanations' PNG evidence goes, inside the output folder.
+EVIDENCE_DIR = "evidence"
 
 
 def register(sub: Any) -> None:
@@ -238,7 +244,11 @@ def _add_gating_options(p: argparse.ArgumentParser, *, with_threshold: bool = Tr
             "--threshold-pct", type=float,
             help="beam on while at most this %% of the target is outside the boundary (default: profile, 5)",
         )
-        p.add_argument("--method", default="ensemble", choices=TRACKING_METHODS, help="tracking method")
+    p.add_argument(
+        "--method", default="ensemble", choices=TRACKING_METHODS,
+        help="tracking method (the console explains ai and ensemble_ai on request)",
+    )
+    if with_threshold:
         p.add_argument("--predictor", default="online", choices=METHODS, help="motion prediction method")
     p.add_argument("--latency-ms", type=float, default=300.0, help="system latency, acquisition to beam (default 300)")
     p.add_argument("--profile", default="adult", help="patient profile name or YAML file (default adult)")
@@ -344,6 +354,7 @@ def _execute(
     session: SupervisedSession | None = None,
     stop: threading.Event | None = None,
     created: list[Path] | None = None,
+    on_workflow: Callable[[GatingWorkflow], None] | None = None,
 ) -> Path:
     """Run, evaluate and report; on any failure remove every file and folder this run made.
 
@@ -361,7 +372,7 @@ def _execute(
     try:
         run = run_gating(
             case, settings, out_dir, first_label=label, fast=fast, max_frames=max_frames,
-            sinks=[GatingProgress(n)], supervision=supervision, session=session, stop=stop,
+            sinks=[GatingProgress(n)], supervision=supervision, session=session, stop=stop, on_workflow=on_workflow,
         )
         made += [p for p in (run.session_path, run.audit_path if session is None else None) if p is not None]
         outcome = evaluate(run)
@@ -529,6 +540,30 @@ def run_demo(args: argparse.Namespace) -> int:
     )
 
 
+class LiveTrack:
+    """The served run's tracking operator once the workflow is built (``run_gating(on_workflow=...)``):
+    its live tracker and the stream frame ids of the tracker's frames, for explanations on request."""
+
+    def __init__(self) -> None:
+        self.track: TrackTarget | None = None
+
+    def attach(self, workflow: GatingWorkflow) -> None:
+        """Follow ``workflow``'s tracking operator."""
+        self.track = workflow.track
+
+    def tracker(self) -> Any:
+        """The live tracker (None before the first frame)."""
+        return None if self.track is None else self.track.tracker
+
+    def frame_id(self, tracker_index: int) -> int | None:
+        """See :meth:`TrackTarget.frame_id`."""
+        return None if self.track is None else self.track.frame_id(tracker_index)
+
+    def tracker_index(self, frame_id: int) -> int | None:
+        """See :meth:`TrackTarget.tracker_index`."""
+        return None if self.track is None else self.track.tracker_index(frame_id)
+
+
 def serve_gating(
     case: CineCase,
     label: Any,
@@ -584,7 +619,18 @@ def serve_gating(
     session = open_session(audit, supervision, settings=settings)
     stop = threading.Event()
     title = f"live gating: {case.case_id} (autonomy starts at {supervision.level})"
-    app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set)
+    live = LiveTrack()
+    explainer = None
+    if settings.tracking_method in EXPLAINED_METHODS:
+        from igikit.ai.evidence import ExplanationService
+
+        explainer = ExplanationService(live.tracker, session, out_dir / EVIDENCE_DIR, frame_ids=live)
+    unavailable = (
+        "" if explainer is not None else
+        f"explanations need --method ai or ensemble_ai (this run tracks with {settings.tracking_method})"
+    )
+    app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set, explainer=explainer,
+                     explain_unavailable=unavailable)
     server = ConsoleServer(app, host=host, port=chosen)
     if why:
         print(why, flush=True)
@@ -605,7 +651,7 @@ def serve_gating(
         try:
             _execute(
                 case, label, settings, out_dir=out_dir, fast=fast, max_frames=max_frames, json_path=None,
-                supervision=supervision, session=session, stop=stop, created=[],
+                supervision=supervision, session=session, stop=stop, created=[], on_workflow=live.attach,
             )
             print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
         except BaseException as exc:
@@ -623,6 +669,8 @@ def serve_gating(
     finally:
         stop.set()
         worker.join()
+        if explainer is not None:
+            explainer.close()  # finishes an explanation in flight: it logs to the audit log closed next
         audit.close()
         store.close()
     print("console stopped", flush=True)

@@ -145,7 +145,16 @@ class TrackTarget(Operator):
         A tracking method of :func:`igikit.workflows.mrgrt.tracking.make_tracker`.
     calibration
         The confidence calibration, or None (the raw confidence is used).
+
+    The live tracker is :attr:`tracker` (built at the first frame). The tracker counts the frames
+    it was given (its frame 0 is the first one); a real-time stream drops frames it cannot keep
+    up with and a NaN frame is never given to it, so :meth:`frame_id` and :meth:`tracker_index`
+    translate between that count and the stream's frame ids (for the last
+    :data:`FRAME_IDS_KEPT` frames), e.g. for an explanation of the tracker's answer on a frame.
     """
+
+    #: Recent tracker frames whose stream frame ids :meth:`frame_id` / :meth:`tracker_index` know.
+    FRAME_IDS_KEPT = 1024
 
     def __init__(
         self, first_label: np.ndarray, spacing_mm: Sequence[float], method: str = "ensemble", name: str = "track",
@@ -167,7 +176,39 @@ class TrackTarget(Operator):
         self._tracker: Tracker | None = None
         self._calibrator: ConfidenceCalibrator | None = None
         self._last_mask = self.first_label
+        # stream frame ids of the tracker's last frames; the tracker's count of the first one kept
+        self._ids_lock = threading.Lock()
+        self._frame_ids: collections.deque[int] = collections.deque(maxlen=self.FRAME_IDS_KEPT)
+        self._frames_given = 0
         super().__init__(name)
+
+    @property
+    def tracker(self) -> Tracker | None:
+        """The run's live tracker (None before the first frame); read it, never update it from another thread."""
+        return self._tracker
+
+    def frame_id(self, tracker_index: int) -> int | None:
+        """The stream frame id of the tracker's frame ``tracker_index`` (0: the first); None when not kept."""
+        with self._ids_lock:
+            k = int(tracker_index) - (self._frames_given - len(self._frame_ids))
+            return self._frame_ids[k] if 0 <= k < len(self._frame_ids) else None
+
+    def tracker_index(self, frame_id: int) -> int | None:
+        """The tracker's count of stream frame ``frame_id``; None when it was not given to the tracker
+        (dropped, a NaN frame, not yet arrived) or is older than the frames kept."""
+        with self._ids_lock:
+            first = self._frames_given - len(self._frame_ids)
+            for k in range(len(self._frame_ids) - 1, -1, -1):  # ids increase: search from the newest
+                if self._frame_ids[k] == frame_id:
+                    return first + k
+                if self._frame_ids[k] < frame_id:
+                    return None
+        return None
+
+    def _given(self, frame_id: int) -> None:
+        with self._ids_lock:
+            self._frame_ids.append(int(frame_id))
+            self._frames_given += 1
 
     def setup(self, spec: OperatorSpec) -> None:
         """Reads the frame; adds the tracked target."""
@@ -180,6 +221,9 @@ class TrackTarget(Operator):
         self._tracker = None
         self._calibrator = None
         self._last_mask = self.first_label
+        with self._ids_lock:
+            self._frame_ids.clear()
+            self._frames_given = 0
 
     def warm_up(self, message: Message) -> Message:
         """Track a synthetic target on two synthetic frames with a throw-away tracker.
@@ -248,6 +292,7 @@ class TrackTarget(Operator):
         if self._tracker is None:
             tracker = make_tracker(self.method)
             tracker.start(np.asarray(frame), self.first_label, self.spacing)
+            self._given(message.frame_id)
             self._tracker = tracker
             centroid = centroid_mm(self.first_label, self.spacing)
             if self.calibration is not None:
@@ -255,6 +300,7 @@ class TrackTarget(Operator):
                 self._calibrator.first(t, centroid)
             self._last_mask = self.first_label
             return self._tracked(message, self.first_label, 1.0, centroid, {}, None, time_s=t)
+        self._given(message.frame_id)  # counted by the tracker even when its update raises
         try:
             result = self._tracker.update(np.asarray(frame))
         except Exception as exc:  # a tracker failure must hold the beam, not end the treatment

@@ -555,6 +555,7 @@ def run_gating(
     supervision: SupervisionSettings | None = None,
     session: SupervisedSession | None = None,
     stop: threading.Event | None = None,
+    on_workflow: Callable[[GatingWorkflow], None] | None = None,
 ) -> GatingRun:
     """Replay ``case`` through :class:`GatingWorkflow` under supervision; write ``session.h5`` and ``audit.db``.
 
@@ -590,6 +591,9 @@ def run_gating(
         new one logging to ``out_dir/audit.db``.
     stop
         Set it to end the replay after the frame in flight (the run then reports what it did).
+    on_workflow
+        Called with the :class:`GatingWorkflow` once it is built, before the first frame (a console
+        reaches the live tracker through its ``track`` operator, :attr:`TrackTarget.tracker`).
     """
     supervision = supervision or SupervisionSettings()
     label = case.first_label if first_label is None else first_label
@@ -644,6 +648,8 @@ def run_gating(
             app.on_decision(on_decision)
         if on_event is not None:
             app.subscribe(on_event)
+        if on_workflow is not None:
+            on_workflow(app)
         latency = app.run()
         _, head = audit.head()
         frames = list(app.trace.rows)
