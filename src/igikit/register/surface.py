@@ -56,11 +56,26 @@ RANSAC_ITERATIONS = 20_000
 TUKEY_SIGMAS = 4.685
 #: Inliers lie within this many robust sigmas of FIXED.
 INLIER_SIGMAS = 3.0
-#: The fine stage's ICP stops when fitness and RMS change by less than this (relative): from a
-#: start within a voxel that takes 5-8 iterations, and the pose then moves by < 0.01 deg.
-FINE_TOL = 1e-5
-#: MOVING points the fine stage settles its robust scale on before the last round on all of them.
+#: The fine stage's subsample round stops when fitness and RMS change by less than this (relative)
+#: or after :data:`FINE_ITERATIONS`: with Tukey weights the RMS wanders by ~1e-4 once the pose has
+#: settled (3-4 iterations from a start within a voxel), and the rounds on all points polish the rest.
+FINE_TOL = 1e-4
+#: Most iterations of the fine stage's subsample round.
+FINE_ITERATIONS = 10
+#: Iterations of each fine round on all MOVING points (each costs a nearest-neighbour search of all).
+FINE_LAST_ITERATIONS = 2
+#: The fine stage ends once the next iteration would move MOVING by less than this (RMS, mm) and the
+#: robust scale has settled within 5 %: a tenth of the accuracy asked for (0.5 mm).
+FINE_STEP_MM = 0.05
+#: MOVING points the fine stage's first round (at the coarse stage's scale) runs on.
 FINE_SUBSAMPLE = 2500
+#: The fine stage's refinements leave out MOVING points provably farther than this many trimming
+#: distances from FIXED at their start (they cannot pair; see :class:`IcpTarget`).
+FAR_TRIMS = 2.0
+#: Cells along the longest side of FIXED's bounding box in :class:`DistanceBound`'s grid ...
+BOUND_CELLS = 48
+#: ... which reaches this many cells beyond the box on each side.
+BOUND_PAD = 6
 #: The fine stage registers to FIXED averaged on voxels of this fraction of the global voxel size.
 FINE_VOXEL_FRACTION = 0.5
 
@@ -218,6 +233,51 @@ def _ransac_starts(o3d: Any, m: Any, f: Any, voxel: float, seeds: int, seed: int
     return out
 
 
+class DistanceBound:
+    """A lower bound on the distance from any point to the nearest FIXED point, by table look-up.
+
+    FIXED's bounding box is cut into cubic cells (:data:`BOUND_CELLS` along its longest side); the
+    Euclidean distance transform of the occupied cells gives, for a point in cell ``k``, the distance
+    ``e_k`` between cell centres to the nearest occupied cell, and ``(e_k - sqrt(3)) * h`` (cells of
+    side ``h``; both points may sit anywhere in their cells) can only underestimate the true
+    distance. Outside the grid the distance to FIXED's bounding box is used. Building it takes a few
+    milliseconds; a look-up is a few NumPy operations per point.
+
+    Parameters
+    ----------
+    fixed_mm
+        ``(N, 3)`` FIXED points (mm).
+    """
+
+    def __init__(self, fixed_mm: np.ndarray) -> None:
+        from scipy.ndimage import distance_transform_edt
+
+        pts = np.asarray(fixed_mm, dtype=np.float64)
+        self.lo_mm = pts.min(axis=0)
+        self.hi_mm = pts.max(axis=0)
+        self.cell_mm = max(float((self.hi_mm - self.lo_mm).max()) / BOUND_CELLS, 1e-9)
+        # the grid reaches BOUND_PAD cells beyond the box: stray points around the surface lie there
+        self._origin_mm = self.lo_mm - BOUND_PAD * self.cell_mm
+        shape = np.floor((self.hi_mm - self.lo_mm) / self.cell_mm).astype(np.int64) + 1 + 2 * BOUND_PAD
+        occupied = np.zeros(tuple(shape), dtype=bool)
+        idx = np.minimum(((pts - self._origin_mm) / self.cell_mm).astype(np.int64), shape - 1)
+        occupied[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+        edt = np.asarray(distance_transform_edt(~occupied), dtype=np.float64)
+        self._cells_mm = (np.clip(edt - np.sqrt(3.0), 0.0, None) * self.cell_mm).ravel()
+        self._shape = shape
+        self._strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
+
+    def lower_mm(self, points_mm: np.ndarray) -> np.ndarray:
+        """A lower bound (mm) on each point's distance to the nearest FIXED point."""
+        p = np.asarray(points_mm, dtype=np.float64)
+        gap = np.maximum(np.maximum(self.lo_mm - p, p - self.hi_mm), 0.0)
+        out: np.ndarray = np.sqrt(np.einsum("ij,ij->i", gap, gap))
+        idx = np.floor((p - self._origin_mm) / self.cell_mm).astype(np.int64)
+        inside = np.flatnonzero(np.all((idx >= 0) & (idx < self._shape), axis=1))
+        out[inside] = self._cells_mm[idx[inside] @ self._strides]
+        return out
+
+
 class IcpTarget:
     """FIXED points with normals, held once as an Open3D cloud for repeated point-to-plane ICP.
 
@@ -226,6 +286,15 @@ class IcpTarget:
     6x6 system loses precision. Each refinement therefore moves the origin to MOVING's centroid as
     the start places it (the cloud is translated in place and back). Results are returned in the
     original frames.
+
+    Open3D's nearest-neighbour search costs several times more for a query far from every FIXED
+    point (an outlier in empty space) than for one near the surface, and such a point can never
+    pair. A refinement given ``far_trims`` leaves out the MOVING points whose :class:`DistanceBound`
+    at the start exceeds ``far_trims`` trimming distances, and checks afterwards that none of them
+    came within the trimming distance at the result (else it runs again on all points). Only the
+    start and the result are checked, not the iterations between: with a margin of a trimming
+    distance or more that gives the result on all points (to rounding, as the tests check) for
+    refinements that move MOVING little, as the fine stage's do.
 
     Parameters
     ----------
@@ -240,6 +309,15 @@ class IcpTarget:
         self.centre_mm = np.asarray(fixed_mm, dtype=np.float64).mean(axis=0)
         self.cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(fixed_mm) - self.centre_mm))
         self.cloud.normals = o3d.utility.Vector3dVector(np.asarray(fixed_normals, dtype=np.float64))
+        self._fixed_mm = np.asarray(fixed_mm, dtype=np.float64)
+        self._bound: DistanceBound | None = None
+
+    @property
+    def bound(self) -> DistanceBound:
+        """FIXED's :class:`DistanceBound`, built on first use."""
+        if self._bound is None:
+            self._bound = DistanceBound(self._fixed_mm)
+        return self._bound
 
     def refine(
         self,
@@ -250,18 +328,45 @@ class IcpTarget:
         tukey_mm: float,
         iterations: int = 30,
         tol: float = 1e-6,
+        far_trims: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Point-to-plane ICP of ``moving_mm`` from ``init`` (see :func:`icp_point_to_plane`).
 
-        Returns the 4x4 MOVING-to-FIXED matrix and the ``(K, 2)`` correspondences (MOVING index,
-        FIXED index) within ``max_distance_mm`` at that transform.
+        With ``far_trims``, MOVING points provably farther than ``far_trims * max_distance_mm`` from
+        FIXED at ``init`` are left out of the search (see the class notes); the result is checked to
+        be the one on all points. Returns the 4x4 MOVING-to-FIXED matrix and the ``(K, 2)``
+        correspondences (MOVING index, FIXED index) within ``max_distance_mm`` at that transform.
         """
-        reg = self._reg
         init = np.asarray(init, dtype=np.float64)
         moving_mm = np.asarray(moving_mm, dtype=np.float64)
         # linearise about MOVING's centroid as placed by the start: a partial scan far from FIXED's
         # centroid would otherwise couple rotation with translation and slide for many iterations
         pivot = init[:3, :3] @ moving_mm.mean(axis=0) + init[:3, 3]
+        if far_trims is None:
+            return self._icp(moving_mm, init, pivot, max_distance_mm, tukey_mm, iterations, tol)
+        lower = self.bound.lower_mm(_apply(init, moving_mm))
+        far = lower > float(far_trims) * float(max_distance_mm)
+        if far.any() and np.count_nonzero(~far) >= MIN_POINTS:
+            near = np.flatnonzero(~far)
+            matrix, pairs = self._icp(moving_mm[near], init, pivot, max_distance_mm, tukey_mm, iterations, tol)
+            # the left-out points cannot pair at the result unless it moved them by their margin
+            step = moving_mm[far] @ (matrix[:3, :3] - init[:3, :3]).T + (matrix[:3, 3] - init[:3, 3])
+            if np.all(np.linalg.norm(step, axis=1) < lower[far] - float(max_distance_mm)):
+                pairs[:, 0] = near[pairs[:, 0]]
+                return matrix, pairs
+        return self._icp(moving_mm, init, pivot, max_distance_mm, tukey_mm, iterations, tol)
+
+    def _icp(
+        self,
+        moving_mm: np.ndarray,
+        init: np.ndarray,
+        pivot: np.ndarray,
+        max_distance_mm: float,
+        tukey_mm: float,
+        iterations: int,
+        tol: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        reg = self._reg
         delta = pivot - self.centre_mm
         self.cloud.translate(-delta)
         try:
@@ -342,7 +447,7 @@ def fine_icp(
     *,
     sigma_mm: float,
     floor_mm: float = 1e-6,
-    rounds: int = 3,
+    rounds: int = 4,
     seed: int = 0,
 ) -> tuple[np.ndarray, float]:
     """The fine stage: robust point-to-plane ICP of all MOVING points, its scale re-estimated.
@@ -351,8 +456,21 @@ def fine_icp(
     Tukey's biweight of scale ``c``; ``sigma`` is then re-estimated as 1.4826 times the median
     point-to-plane residual of the pairs the round kept (the MAD of a zero-mean residual), so
     outliers and the parts of MOVING that FIXED does not cover lose their weight as the fit
-    tightens. The scale settles on :data:`FINE_SUBSAMPLE` random MOVING points (after ``rounds``,
-    or once it changes by less than 5 %); a last round at that scale refines on all of them.
+    tightens.
+
+    The first round runs on :data:`FINE_SUBSAMPLE` random MOVING points (all when there are no
+    more) at the scale ``sigma_mm`` the coarse stage measured (until :data:`FINE_TOL`, at most
+    :data:`FINE_ITERATIONS` iterations); it does the pose's travel cheaply. Each further round runs
+    on all MOVING points for :data:`FINE_LAST_ITERATIONS` iterations at the re-estimated scale,
+    until the scale changes by less than 5 % and the next iteration, a Gauss-Newton step from the
+    round's last pairs (:func:`_next_step_mm`), would move the paired points by less than
+    :data:`FINE_STEP_MM` (RMS), or ``rounds`` rounds in all. From a start the coarse stage hands
+    over that is one round on all points.
+
+    The nearest-neighbour searches are most of the cost, and those of MOVING points far from every
+    FIXED point (stray points) the largest part of it: each round leaves out the points that
+    provably lie beyond :data:`FAR_TRIMS` trimming distances (:meth:`IcpTarget.refine`), which
+    changes nothing in the result.
 
     Returns the 4x4 MOVING-to-FIXED matrix and the final robust residual scale ``sigma`` (mm).
     """
@@ -370,21 +488,44 @@ def fine_icp(
     sub = moving_mm
     if n > FINE_SUBSAMPLE:
         sub = moving_mm[np.random.default_rng(seed).choice(n, FINE_SUBSAMPLE, replace=False)]
-    for _ in range(rounds if sub is not moving_mm else rounds - 1):
+    for k in range(max(int(rounds), 1)):
         c = TUKEY_SIGMAS * sigma
-        best, pairs = target.refine(sub, best, max_distance_mm=c, tukey_mm=c, tol=FINE_TOL)
+        pts = sub if k == 0 else moving_mm
+        iterations = FINE_ITERATIONS if k == 0 else FINE_LAST_ITERATIONS
+        best, pairs = target.refine(
+            pts, best, max_distance_mm=c, tukey_mm=c, iterations=iterations, tol=FINE_TOL, far_trims=FAR_TRIMS
+        )
         if len(pairs) < MIN_POINTS:
             return best, sigma
-        new = scale(sub, pairs)
-        done = abs(new - sigma) < 0.05 * sigma
+        new = scale(pts, pairs)
+        settled = abs(new - sigma) < 0.05 * sigma
         sigma = new
-        if done:
+        if k == 0 or not settled:
+            continue
+        step = _next_step_mm(_apply(best, pts[pairs[:, 0]]), fixed[pairs[:, 1]], normals[pairs[:, 1]], c)
+        if step < FINE_STEP_MM:
             break
-    c = TUKEY_SIGMAS * sigma
-    best, pairs = target.refine(moving_mm, best, max_distance_mm=c, tukey_mm=c, tol=FINE_TOL)
-    if len(pairs) >= MIN_POINTS:
-        sigma = scale(moving_mm, pairs)
     return best, sigma
+
+
+def _next_step_mm(p: np.ndarray, q: np.ndarray, n: np.ndarray, tukey_mm: float) -> float:
+    """How far the next ICP iteration would move the paired MOVING points ``p`` (RMS, mm).
+
+    The Tukey-weighted point-to-plane Gauss-Newton step from the pairs (``p`` moved, FIXED points
+    ``q`` with normals ``n``) as they stand, linearised about ``p``'s centroid: the iteration the
+    last round would do next, without its nearest-neighbour search.
+    """
+    r = np.einsum("ij,ij->i", p - q, n)
+    w = np.clip(1.0 - (r / tukey_mm) ** 2, 0.0, None) ** 2
+    arm = p - p.mean(axis=0)
+    j = np.hstack([np.cross(arm, n), n])
+    jw = j * w[:, None]
+    try:
+        x = np.linalg.solve(jw.T @ j, -jw.T @ r)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    d = np.cross(x[:3], arm) + x[3:]
+    return float(np.sqrt(np.mean(np.einsum("ij,ij->i", d, d))))
 
 
 def _distances(
