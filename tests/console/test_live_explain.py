@@ -100,7 +100,15 @@ def serving(case_dir: Path, method: str, out_dir: Path, users_path: Path) -> Ite
 
 def login(url: str, name: str) -> tuple[httpx.Client, dict[str, str], dict[str, object]]:
     client = httpx.Client(base_url=url, timeout=180)
-    r = client.post("/api/login", json={"name": name, "password": PASSWORDS[name]})
+    deadline = time.monotonic() + 30
+    while True:  # the URL is printed just before the server binds its port
+        try:
+            r = client.post("/api/login", json={"name": name, "password": PASSWORDS[name]})
+            break
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     assert r.status_code == 200, r.text
     return client, {"X-CSRF-Token": r.json()["csrf"]}, r.json()
 

@@ -6,8 +6,10 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from igikit.errors import InputError
@@ -102,3 +104,43 @@ class ConsoleServer:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def serve_while(
+    server: ConsoleServer,
+    work: Callable[[], None],
+    *,
+    what: str,
+    stop: threading.Event,
+    close: Sequence[Callable[[], None]] = (),
+) -> int:
+    """Serve the console in the foreground while ``work`` (the workflow run) goes on in a thread.
+
+    The console keeps serving the session after the run ends, until Ctrl-C; then ``stop`` is set,
+    the run is waited for and ``close`` is called in order (explainers before the audit log they
+    write to). A failing run is one line on stderr ("igikit: WHAT failed: ...") and exit code 1;
+    what it logged stays in the console and the audit log.
+    """
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+            if not stop.is_set():
+                print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
+        except BaseException as exc:  # reported; the console keeps serving what was logged
+            failure.append(exc)
+            message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            print(f"igikit: {what} failed: {message}", file=sys.stderr, flush=True)
+
+    worker = threading.Thread(target=run, name=f"igikit-{what.replace(' ', '-')}", daemon=True)
+    worker.start()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        worker.join()
+        for done in close:
+            done()
+    print("console stopped", flush=True)
+    return 1 if failure else 0

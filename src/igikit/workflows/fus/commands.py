@@ -282,7 +282,7 @@ def _serve_fus(args: argparse.Namespace, plan: Any) -> int:
     import threading
 
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port, is_loopback
+    from igikit.console.server import ConsoleServer, choose_port, is_loopback, serve_while
     from igikit.console.users import SECRET_FILE, UserStore, default_users_path, load_secret
     from igikit.supervise.audit import AuditLog
     from igikit.supervise.autonomy import AutonomyPolicy
@@ -329,29 +329,9 @@ def _serve_fus(args: argparse.Namespace, plan: Any) -> int:
     supervision = SonicationSupervision(
         session, plan, controller=args.controller, near_limit_margin_c=args.near_limit_c, speed=args.speed, stop=stop
     )
-    failure: list[BaseException] = []
-
     def sonicate() -> None:
-        try:
-            run = run_sonication(
-                plan, controller=args.controller, session_id=session.session_id, supervision=supervision
-            )
-            handovers = f"supervision: autonomy level {int(session.level)}, {supervision.handovers} handovers"
-            _finish_fus(args, plan, run, extra=(handovers,))
-            print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
-        except BaseException as exc:  # reported, and the console keeps serving what was logged
-            failure.append(exc)
-            message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-            print(f"igikit: sonication run failed: {message}", file=sys.stderr, flush=True)
+        run = run_sonication(plan, controller=args.controller, session_id=session.session_id, supervision=supervision)
+        handovers = f"supervision: autonomy level {int(session.level)}, {supervision.handovers} handovers"
+        _finish_fus(args, plan, run, extra=(handovers,))
 
-    worker = threading.Thread(target=sonicate, name="igikit-sonication", daemon=True)
-    worker.start()
-    try:
-        server.run()
-    finally:
-        stop.set()
-        worker.join()
-        audit.close()
-        store.close()
-    print("console stopped", flush=True)
-    return 1 if failure else 0
+    return serve_while(server, sonicate, what="sonication run", stop=stop, close=[audit.close, store.close])

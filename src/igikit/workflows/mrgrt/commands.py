@@ -596,7 +596,7 @@ def serve_gating(
     import sys
 
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port, is_loopback
+    from igikit.console.server import ConsoleServer, choose_port, is_loopback, serve_while
     from igikit.console.users import SECRET_FILE, UserStore, default_users_path, load_secret
     from igikit.supervise.audit import AuditLog
     from igikit.workflows.mrgrt.workflow import AUDIT_FILE, open_session
@@ -645,33 +645,17 @@ def serve_gating(
         )
     if start_line:
         print(start_line, flush=True)
-    failure: list[BaseException] = []
-
     def replay() -> None:
         try:
             _execute(
                 case, label, settings, out_dir=out_dir, fast=fast, max_frames=max_frames, json_path=None,
                 supervision=supervision, session=session, stop=stop, created=[], on_workflow=live.attach,
             )
-            print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
-        except BaseException as exc:
-            message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-            if stop.is_set() and isinstance(exc, InputError):  # Ctrl-C before there was enough to report
-                print(f"replay stopped early; no report: {message}", flush=True)
-                return
-            failure.append(exc)
-            print(f"igikit: gating run failed: {message}", file=sys.stderr, flush=True)
+        except InputError as exc:
+            if not stop.is_set():
+                raise
+            print(f"replay stopped early; no report: {exc}", flush=True)  # Ctrl-C before there was enough to report
 
-    worker = threading.Thread(target=replay, name="igikit-gating", daemon=True)
-    worker.start()
-    try:
-        server.run()
-    finally:
-        stop.set()
-        worker.join()
-        if explainer is not None:
-            explainer.close()  # finishes an explanation in flight: it logs to the audit log closed next
-        audit.close()
-        store.close()
-    print("console stopped", flush=True)
-    return 1 if failure else 0
+    # explainers finish an explanation in flight first: it logs to the audit log closed next
+    close = ([explainer.close] if explainer is not None else []) + [audit.close, store.close]
+    return serve_while(server, replay, what="gating run", stop=stop, close=close)

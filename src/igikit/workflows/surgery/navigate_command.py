@@ -562,7 +562,7 @@ def serve_navigation(
     import secrets
 
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port
+    from igikit.console.server import ConsoleServer, choose_port, serve_while
     from igikit.console.users import SECRET_FILE as USERS_SECRET
     from igikit.console.users import UserStore, default_users_path, load_secret
     from igikit.workflows.surgery.navigate import AUDIT_FILE
@@ -593,33 +593,15 @@ def serve_navigation(
         print(f"log in as: {DEMO_USER[0]} / {password}  ({DEMO_USER[1]})", flush=True)
     if start_line:
         print(start_line, flush=True)
-    failure: list[BaseException] = []
-
     def navigate() -> None:
-        try:
-            facts = execute_navigation(
-                navigator, source, out_dir=out_dir, session=session, headless=False, stop=stop, **run_kwargs
-            )
-            print_summary(facts)
-            if on_done is not None:
-                on_done(facts)
-            print(f"the console keeps serving this session at {server.url}; Ctrl-C to stop", flush=True)
-        except BaseException as exc:
-            failure.append(exc)
-            message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
-            print(f"igikit: navigation failed: {message}", file=sys.stderr, flush=True)
+        facts = execute_navigation(
+            navigator, source, out_dir=out_dir, session=session, headless=False, stop=stop, **run_kwargs
+        )
+        print_summary(facts)
+        if on_done is not None:
+            on_done(facts)
 
-    worker = threading.Thread(target=navigate, name="igikit-navigation", daemon=True)
-    worker.start()
-    try:
-        server.run()
-    finally:
-        stop.set()
-        worker.join()
-        session.audit.close()
-        store.close()
-    print("console stopped", flush=True)
-    return 1 if failure else 0
+    return serve_while(server, navigate, what="navigation", stop=stop, close=[session.audit.close, store.close])
 
 
 __all__ = [
