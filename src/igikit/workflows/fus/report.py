@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from igikit.core.figures import png_bytes
 from igikit.workflows.fus.loop import SonicationRun
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    """The figure as base64 PNG (closed)."""
+    return base64.b64encode(png_bytes(fig, dpi=90)).decode("ascii")
 
 
 def _figures(run: SonicationRun) -> list[tuple[str, str]]:
@@ -69,7 +68,6 @@ def _figures(run: SonicationRun) -> list[tuple[str, str]]:
             ax.axvline(t[i1 - 1] if i1 > 0 else t[0], color="grey", lw=0.8)
     axes[0].set_title("grey: test sonication; vertical line: end of controlled heating", fontsize=9)
     figs.append(("Power and temperature-time curves", _png(fig)))
-    plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     extent = (
@@ -109,7 +107,6 @@ def _figures(run: SonicationRun) -> list[tuple[str, str]]:
         fontsize=9,
     )
     figs.append(("Temperature map over the magnitude image, with thermal-dose contours", _png(fig)))
-    plt.close(fig)
     return figs
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from igikit.core.figures import png_bytes, true_spans
 from igikit.io.atomic import atomic_path
 from igikit.supervise.audit import AuditLog
 from igikit.workflows.mrgrt.delivery import STRATEGIES, DeliveryOutcome, decisions_by_reason
@@ -97,26 +97,6 @@ def _stats(s: Any) -> dict[str, float | None]:
 
 
 # ------------------------------------------------------------------------------------ plots
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _spans(times: np.ndarray, flags: np.ndarray) -> list[tuple[float, float]]:
-    """(start, end) of each run of True in ``flags`` sampled at ``times``."""
-    f = np.asarray(flags, dtype=bool)
-    if not f.any():
-        return []
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    edges = np.diff(np.concatenate([[0], f.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [(float(times[s]), float(times[e]) + step) for s, e in zip(starts, ends, strict=True)]
-
-
 def _column(frames: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.asarray([f[key] for f in frames])
 
@@ -135,9 +115,9 @@ def trajectory_figure(run: GatingRun, outcome: DeliveryOutcome) -> bytes:
     fig, axes = plt.subplots(2, 1, figsize=(11, 5.6), sharex=True)
     ref_label = "truth" if outcome.reference_kind == "truth" else "reference (tracked)"
     for a, (ax, name) in enumerate(zip(axes, ("SI (mm, + inferior)", "AP (mm, + posterior)"), strict=True)):
-        for s, e in _spans(outcome.grid_time_s, outcome.grid_beam_on):
+        for s, e in true_spans(outcome.grid_time_s, outcome.grid_beam_on):
             ax.axvspan(s, e, color=COLOURS["beam"], alpha=0.18, lw=0)
-        for s, e in _spans(outcome.grid_time_s, outcome.grid_outside):
+        for s, e in true_spans(outcome.grid_time_s, outcome.grid_outside):
             ax.axvspan(s, e, ymin=0.0, ymax=0.04, color=COLOURS["hold"], alpha=0.9, lw=0)
         if outcome.reference_kind == "truth":
             ax.plot(outcome.grid_time_s, ref[:, a], color=COLOURS["reference"], lw=1.2, label=ref_label)
@@ -156,7 +136,7 @@ def trajectory_figure(run: GatingRun, outcome: DeliveryOutcome) -> bytes:
     labels += ["beam on (gating, as delivered)", "reference target outside the window"]
     fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8.5, frameon=False)
     fig.subplots_adjust(top=0.86, hspace=0.08)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _planned_centroid(run: GatingRun) -> np.ndarray:
@@ -181,7 +161,7 @@ def dvh_figure(outcome: DeliveryOutcome) -> bytes:
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8.5, loc="lower left")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confidence_figure(run: GatingRun) -> bytes:
@@ -210,7 +190,7 @@ def confidence_figure(run: GatingRun) -> bytes:
     ax.set_ylabel("confidence")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, 1.2), frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def montage_frames(run: GatingRun, n: int = 8) -> list[int]:
@@ -286,7 +266,7 @@ def montage_figure(run: GatingRun, rows: Sequence[int] | None = None) -> bytes:
         legend.append(Line2D([], [], color="0.4", ls=":", lw=1.0, label="true target"))
     fig.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8.5, frameon=False)
     fig.subplots_adjust(bottom=0.1 if nrows > 1 else 0.16, wspace=0.05, hspace=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def render_figures(run: GatingRun, outcome: DeliveryOutcome) -> dict[str, bytes]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from igikit.core.figures import png_bytes, true_spans
 from igikit.io.atomic import atomic_path
 from igikit.workflows.surgery.navigation import Z95, Navigator, label_at
 
@@ -44,26 +44,6 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 .critical { color: #B3005E; font-weight: 600; } .warning { color: #A05A00; font-weight: 600; }
 .clear { color: #007A5E; } .meta { color: #666; font-size: 0.9em; } img { max-width: 100%; }
 """
-
-
-def _png(fig: Any) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _spans(times: np.ndarray, flags: np.ndarray) -> list[tuple[float, float]]:
-    """(start, end) of each run of True in ``flags`` sampled at ``times``."""
-    f = np.asarray(flags, dtype=bool)
-    if not f.any():
-        return []
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    edges = np.diff(np.concatenate([[0], f.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return [(float(times[s]), float(times[e]) + step) for s, e in zip(starts, ends, strict=True)]
 
 
 def _plane_axes(navigator: Navigator, tips: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -152,7 +132,7 @@ def trajectory_figure(run: NavigationRun, navigator: Navigator, labels: Image) -
     axes[0].legend(handles=handles, loc="upper left", fontsize=8, ncol=3)
     axes[0].set_title("the label map in two planes through the planned trajectory; triangles: warnings")
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def distance_figure(run: NavigationRun, navigator: Navigator) -> bytes:
@@ -192,7 +172,7 @@ def distance_figure(run: NavigationRun, navigator: Navigator) -> bytes:
     period = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
     gaps = [(float(t[k]), float(t[k + 1])) for k in np.flatnonzero(np.diff(t) > 3.0 * period)] if period else []
     for a in (ax, ax2):
-        for s0, s1 in _spans(t, states == "frozen"):
+        for s0, s1 in true_spans(t, states == "frozen"):
             a.axvspan(s0, s1, color="#CC79A7", alpha=0.25, lw=0)
         for s0, s1 in gaps:
             a.axvspan(s0, s1, color="#999999", alpha=0.3, lw=0)
@@ -214,7 +194,7 @@ def distance_figure(run: NavigationRun, navigator: Navigator) -> bytes:
                 )
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _img(png: bytes, alt: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from igikit.core.figures import png_bytes
 from igikit.core.image import Image
 from igikit.errors import InputError
 from igikit.workflows.theranostics.pipeline import DoseResult
@@ -33,9 +33,8 @@ img{max-width:100%}
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    """The figure as a PNG data URL (closed)."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig)).decode("ascii")
 
 
 def _curve(fit: TacFit, t: np.ndarray) -> np.ndarray | None:
@@ -118,7 +117,6 @@ def write_report(
     fig = _slices_figure(activity, dose, lab, result.dose.spacing_mm)
     figures.append(("Dose over the activity image (earliest time point): slices through the dose maximum, "
                     "VOI outlines", _png(fig)))
-    plt.close(fig)
 
     if lab is not None and result.vois:
         fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -134,7 +132,6 @@ def write_report(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         figures.append(("Cumulative dose-volume histograms", _png(fig)))
-        plt.close(fig)
 
     timed = [t for t in result.times_h if t is not None]
     if len(timed) > 1 and result.voi_activity_mbq:
@@ -166,7 +163,6 @@ def write_report(
             ax.axis("off")
         fig.tight_layout()
         figures.append(("Time-activity curves with fits and uncertainty", _png(fig)))
-        plt.close(fig)
 
     def fmt(v: float, digits: int = 3) -> str:
         return f"{v:.{digits}g}" if math.isfinite(v) else "–"
@@ -246,11 +242,9 @@ def write_plan_report(
     fig = _slices_figure(np.asarray(scout.array, dtype=np.float64), pred, lab, scout.spacing_mm)
     figures.append((f"Predicted dose over the scout ({scale * float(payload['activity_gbq']):.2f} GBq), VOI outlines",
                     _png(fig)))
-    plt.close(fig)
     if delivered_gy is not None:
         fig = _slices_figure(np.asarray(scout.array, dtype=np.float64), np.asarray(delivered_gy), lab, scout.spacing_mm)
         figures.append(("Delivered dose (post-treatment SPECT registered to the scout)", _png(fig)))
-        plt.close(fig)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     top = float(max(pred.max(), np.max(delivered_gy) if delivered_gy is not None else 0.0)) or 1.0
     grid = np.linspace(0.0, top * 1.02, 400)
@@ -267,7 +261,6 @@ def write_plan_report(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     figures.append(("Dose-volume histograms", _png(fig)))
-    plt.close(fig)
 
     def fmt(v: Any, digits: int = 3) -> str:
         return f"{v:.{digits}g}" if isinstance(v, int | float) and math.isfinite(v) else "–"
