@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from igikit.errors import InputError
 
 
 def _umask() -> int:
@@ -53,3 +55,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def refuse_existing(out_dir: Path, names: Sequence[str]) -> None:
+    """Input error unless ``out_dir`` is a folder (or absent) holding none of ``names``.
+
+    Nothing already recorded is ever overwritten: a run that would must stop before it starts.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("is not a folder", out_dir)
+    for name in names:
+        if (out_dir / name).exists():
+            raise InputError("already exists; choose another --out-dir", out_dir / name)
+
+
+def make_dirs(path: Path) -> list[Path]:
+    """Create ``path`` (and missing parents); returns the folders created, deepest first (to remove on failure)."""
+    created: list[Path] = []
+    p = path
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return created

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from igikit.errors import InputError
-from igikit.io.atomic import atomic_path
+from igikit.io.atomic import atomic_path, make_dirs, refuse_existing
 from igikit.io.respiration import clean_trace, read_trace
 from igikit.workflows.mrgrt.prediction import (
     METHODS,
@@ -298,17 +298,6 @@ def _parse_target(text: str) -> tuple[float, float, float]:
     return values[0], values[1], values[2]
 
 
-def _make_dirs(path: Path) -> list[Path]:
-    """Create ``path`` (and missing parents); returns the folders created, deepest first."""
-    created: list[Path] = []
-    p = path
-    while not p.exists():
-        created.append(p)
-        p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
-    return created
-
-
 def _default_out_dir(kind: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("out") / f"{kind}-{stamp}"
@@ -318,17 +307,13 @@ def _prepare_out_dir(out_dir: Path, json_path: Path | None, *, extra: tuple[str,
     """Check that nothing would be overwritten, then create ``out_dir``; returns the folders made."""
     from igikit.workflows.mrgrt.workflow import AUDIT_FILE, SESSION_FILE
 
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("is not a folder", out_dir)
-    for name in (SESSION_FILE, AUDIT_FILE, REPORT_FILE, *extra):
-        if (out_dir / name).exists():
-            raise InputError("already exists; choose another --out-dir", out_dir / name)
+    refuse_existing(out_dir, (SESSION_FILE, AUDIT_FILE, REPORT_FILE, *extra))
     if json_path is not None:
         if not json_path.parent.is_dir():
             raise InputError("output folder does not exist", json_path.parent)
         if json_path.is_dir():
             raise InputError("is a folder, not a JSON file name", json_path)
-    return _make_dirs(out_dir)
+    return make_dirs(out_dir)
 
 
 def _remove(paths: list[Path], folders: list[Path]) -> None:

@@ -44,18 +44,10 @@ FREEZE_S = (12.5, 12.9)
 
 
 def _prepare(out_dir: Path, names: tuple[str, ...]) -> list[Path]:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("is not a folder", out_dir)
-    for name in names:
-        if (out_dir / name).exists():
-            raise InputError("already exists; choose another --out-dir", out_dir / name)
-    created = []
-    p = out_dir
-    while not p.exists():
-        created.append(p)
-        p = p.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return created
+    from igikit.io.atomic import make_dirs, refuse_existing
+
+    refuse_existing(out_dir, names)
+    return make_dirs(out_dir)
 
 
 def _write_points(path: Path, points: np.ndarray, names: list[str]) -> None:

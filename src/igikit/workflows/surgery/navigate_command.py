@@ -354,20 +354,11 @@ def print_summary(facts: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- the command
 def _prepare_out_dir(out_dir: Path, extra: tuple[str, ...] = ()) -> list[Path]:
+    from igikit.io.atomic import make_dirs, refuse_existing
     from igikit.workflows.surgery.navigate import AUDIT_FILE, SESSION_FILE
 
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("is not a folder", out_dir)
-    for name in (SESSION_FILE, AUDIT_FILE, REPORT_FILE, *extra):
-        if (out_dir / name).exists():
-            raise InputError("already exists; choose another --out-dir", out_dir / name)
-    created = []
-    p = out_dir
-    while not p.exists():
-        created.append(p)
-        p = p.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return created
+    refuse_existing(out_dir, (SESSION_FILE, AUDIT_FILE, REPORT_FILE, *extra))
+    return make_dirs(out_dir)
 
 
 def remove_outputs(out_dir: Path, created: list[Path], names: tuple[str, ...]) -> None:
