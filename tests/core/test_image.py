@@ -104,3 +104,36 @@ def test_from_sitk_reads_magdeburg_as_volume(data_dir) -> None:
     im = Image.from_sitk(sitk.ReadImage(str(path)))
     assert im.array.shape == (176, 140, 498)
     assert im.spacing_mm[1] == pytest.approx(1.818)
+
+
+def _sitk_index_to_point(ref: sitk.Image, idx: np.ndarray) -> np.ndarray:
+    return np.array([ref.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in i)) for i in idx])
+
+
+def test_non_orthonormal_direction_agrees_with_simpleitk() -> None:
+    # ITK accepts any invertible direction (sheared reconstructions); so must the conversion.
+    direction = np.array([[0.98, 0.31, 0.0], [0.12, 0.95, 0.22], [0.0, 0.08, 0.91]])
+    im = Image(np.zeros((4, 5, 6)), (0.45, 2.2, 3.7), (-310.5, 12.25, 977.0), direction)
+    ref = im.to_sitk()
+    idx = np.random.default_rng(4).uniform(-2, 8, (40, 3))
+    points = im.index_to_physical(idx)
+    assert np.max(np.abs(points - _sitk_index_to_point(ref, idx))) < 1e-9
+    theirs_back = np.array([ref.TransformPhysicalPointToContinuousIndex(tuple(p)) for p in points])
+    assert np.max(np.abs(im.physical_to_index(points) - theirs_back)) < 1e-9
+
+
+def test_series_frames_share_the_spatial_geometry_of_simpleitk() -> None:
+    """A series converts spatial indices only; each frame is the spatial image SimpleITK sees."""
+    rng = np.random.default_rng(9)
+    q, _ = np.linalg.qr(rng.normal(size=(2, 2)))
+    series = Image(
+        np.zeros((3, 6, 8), np.float32), (1.818, 0.7), (55.5, -120.25), q, frame_times_s=[0.0, 0.1675, 0.335]
+    )
+    frame = series.frame(1)
+    ref = frame.to_sitk()
+    assert ref.GetDimension() == 2
+    idx = rng.uniform(-1, 9, (30, 2))
+    assert np.max(np.abs(series.index_to_physical(idx) - _sitk_index_to_point(ref, idx))) < 1e-9
+    assert np.max(np.abs(frame.index_to_physical(idx) - series.index_to_physical(idx))) == 0.0
+    with pytest.raises(InputError, match="3 components, the image has 2"):
+        series.index_to_physical([1.0, 2.0, 3.0])

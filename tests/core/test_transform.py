@@ -86,3 +86,56 @@ def test_resampling_with_the_inverse_moves_the_image_as_documented() -> None:
 def test_invalid_matrices_are_refused(matrix: np.ndarray, message: str) -> None:
     with pytest.raises(InputError, match=message):
         Transform(matrix)
+
+
+def _points_through(transform: sitk.Transform, points: np.ndarray) -> np.ndarray:
+    return np.array([transform.TransformPoint(tuple(float(v) for v in p)) for p in points])
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_compose_and_inverse_agree_with_simpleitk(dim: int) -> None:
+    """SimpleITK's own composite and inverse map points as compose() and inverse() do (1e-9 mm)."""
+    rng = np.random.default_rng(11 + dim)
+    affine = Transform.from_rotation_translation(
+        np.eye(dim) + rng.uniform(-0.3, 0.3, (dim, dim)), rng.uniform(-80, 80, dim)
+    )
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    rigid = Transform.from_rotation_translation(q * np.sign(np.linalg.det(q)), rng.uniform(-80, 80, dim))
+    p = rng.uniform(-300, 300, (25, dim))
+    for a, b in ((affine, rigid), (rigid, affine), (rigid, rigid)):
+        # ITK applies the last-added transform first: [a, b] maps p to a(b(p)).
+        composite = sitk.CompositeTransform([a.to_sitk(), b.to_sitk()])
+        np.testing.assert_allclose((a @ b).apply(p), _points_through(composite, p), atol=1e-9, rtol=0)
+        inv = a.to_sitk().GetInverse()
+        np.testing.assert_allclose(a.inverse().apply(p), _points_through(inv, p), atol=1e-9, rtol=0)
+        back = Transform.from_sitk(composite)
+        np.testing.assert_allclose(back.matrix, (a @ b).matrix, atol=1e-12, rtol=0)
+
+
+def test_from_simpleitk_affine_with_a_centre_keeps_the_point_mapping() -> None:
+    rng = np.random.default_rng(5)
+    s = sitk.AffineTransform(3)
+    s.SetMatrix(tuple((np.eye(3) + rng.uniform(-0.2, 0.2, (3, 3))).ravel()))
+    s.SetTranslation((4.0, -7.0, 2.5))
+    s.SetCenter((120.0, -40.0, 310.0))
+    p = rng.uniform(-200, 200, (20, 3))
+    np.testing.assert_allclose(Transform.from_sitk(s).apply(p), _points_through(s, p), atol=1e-9, rtol=0)
+
+
+def test_inverse_of_real_tracker_poses_is_exact(data_dir) -> None:
+    """Poses of a real optical tracker (float32-rounded rotations, 2 m from the camera).
+
+    Their rotations are orthonormal only to about 1e-7, so a transpose is not their inverse: the
+    inverse must undo the pose to round-off, here 1e-9 mm at 2 m.
+    """
+    rows = np.loadtxt(data_dir / "tracking/pivot_poses.csv", delimiter=",", skiprows=1)
+    tip_mm = np.array([[0.0, 0.0, 0.0], [12.5, -3.0, 160.0], [-40.0, 25.0, -10.0]])
+    worst_mm = 0.0
+    for row in rows[::10]:
+        pose = Transform(row[1:].reshape(4, 4), source="tool", target="tracker")
+        assert pose.is_rigid()  # orthonormal to the tolerance a tracker's output has
+        in_tracker = pose.apply(tip_mm)
+        worst_mm = max(worst_mm, float(np.abs(pose.inverse().apply(in_tracker) - tip_mm).max()))
+        theirs = _points_through(pose.to_sitk().GetInverse(), in_tracker)
+        np.testing.assert_allclose(pose.inverse().apply(in_tracker), theirs, atol=1e-9, rtol=0)
+    assert worst_mm < 1e-9, worst_mm

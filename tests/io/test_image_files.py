@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -74,15 +77,17 @@ def test_round_trip_keeps_geometry_and_times(tmp_path: Path, suffix: str, case: 
     np.testing.assert_allclose(back.spacing_mm, image.spacing_mm, rtol=1e-6 if nifti else 1e-12)
     np.testing.assert_allclose(back.origin_mm, image.origin_mm, atol=tol)
     np.testing.assert_allclose(back.direction, image.direction, atol=1e-6 if nifti else 1e-12)
+    # Exact (irregular) frame times, modality and units: key/value metadata, a NIfTI extension.
+    assert back.is_series == image.is_series
     if image.is_series:
         assert image.frame_times_s is not None and back.frame_times_s is not None
-        if nifti:  # no key/value metadata: times come back from time-axis origin and spacing
-            t = image.frame_times_s
-            expected = t[0] + np.median(np.diff(t)) * np.arange(t.size)
-            np.testing.assert_allclose(back.frame_times_s, expected, rtol=1e-6)
-        else:
-            np.testing.assert_array_equal(back.frame_times_s, image.frame_times_s)
-            assert back.modality == image.modality and back.units == image.units
+        np.testing.assert_array_equal(back.frame_times_s, image.frame_times_s)
+    assert back.modality == image.modality and back.units == image.units
+    assert read_image(path).is_series == image.is_series  # recognised without being asked
+    # SimpleITK reads the same voxels and geometry from the file igikit wrote.
+    ref = sitk.ReadImage(str(path))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(ref), image.array)
+    np.testing.assert_allclose(ref.GetOrigin()[: image.dim], image.origin_mm, atol=tol)
     assert not list(tmp_path.glob(".*partial*")), "temporary files left behind"
 
 
@@ -91,6 +96,47 @@ def test_series_is_recognised_without_being_asked(tmp_path: Path) -> None:
     write_image(image, tmp_path / "s.mha")
     assert read_image(tmp_path / "s.mha").is_series
     assert not read_image(tmp_path / "s.mha", series=False).is_series
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_nifti_extension_is_one_a_nifti_reader_skips(tmp_path: Path, suffix: str) -> None:
+    """The igikit keys sit in a well-formed NIfTI-1 extension: ecode 6, size a multiple of 16."""
+    image = _cases()["2d+t-irregular"]
+    path = tmp_path / f"s{suffix}"
+    write_image(image, path)
+    raw = path.read_bytes()
+    data = gzip.decompress(raw) if suffix.endswith(".gz") else raw
+    assert struct.unpack("<i", data[:4])[0] == 348 and data[348] == 1  # the extender announces extensions
+    vox_offset = int(struct.unpack("<f", data[108:112])[0])
+    esize, ecode = struct.unpack("<ii", data[352:360])
+    assert ecode == 6 and esize % 16 == 0 and vox_offset == 352 + esize and vox_offset % 16 == 0
+    text = json.loads(data[360 : 352 + esize].rstrip(b"\0"))
+    assert text["igikit_modality"] == "MR" and len(text["igikit_frame_times_s"].split()) == 5
+    assert np.frombuffer(data[vox_offset:], np.uint16).size == image.array.size
+    # A NIfTI written by SimpleITK alone has no keys: a plain image unless a series is asked for.
+    plain = tmp_path / f"plain{suffix}"
+    sitk.WriteImage(image.to_sitk(), str(plain))
+    assert not read_image(plain).is_series
+    assert read_image(plain, series=True).frame_times_s is not None
+
+
+def test_a_foreign_comment_extension_is_kept_and_ignored(tmp_path: Path) -> None:
+    from igikit.io import nifti_extension
+
+    path = tmp_path / "s.nii"
+    sitk.WriteImage(_cases()["3d-oblique"].to_sitk(), str(path))
+    data = bytearray(path.read_bytes())
+    comment = b"acquired on scanner 7".ljust(24, b"\0")
+    data[108:112] = struct.pack("<f", 352 + 32)
+    data[348] = 1
+    path.write_bytes(bytes(data[:352]) + struct.pack("<ii", 32, 6) + comment + bytes(data[352:]))
+    assert nifti_extension.read_keys(path) == {}
+    nifti_extension.write_keys(path, {"igikit_units": "HU"})
+    assert nifti_extension.read_keys(path) == {"igikit_units": "HU"}
+    assert b"acquired on scanner 7" in path.read_bytes()
+    back = read_image(path)
+    assert back.units == "HU"
+    np.testing.assert_array_equal(back.array, _cases()["3d-oblique"].array)
 
 
 def test_mhd_data_file_gets_its_final_name(tmp_path: Path) -> None:

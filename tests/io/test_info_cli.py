@@ -6,9 +6,11 @@ Each case is a separate ``igikit`` process. They are started together by one mod
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import h5py
 import numpy as np
 import pytest
 
@@ -41,7 +43,33 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     write_image(base.with_array(base.array, spacing_mm=(1.0, 1.0)), tmp / "spacing.mha")
     write_image(base.with_array(base.array, origin_mm=(0.0, 0.0)), tmp / "origin.mha")
     coronal = UNITY / "coronal_image.mha"
+    # One of every image format, each with something only that file says.
+    frames = np.arange(3 * 6 * 7, dtype=np.float32).reshape(3, 6, 7) - 20.5
+    cine = Image(frames, (1.25, 1.5), (3.0, 4.0), frame_times_s=[0.0, 0.125, 0.3], modality="MR", units="degC")
+    write_image(cine, tmp / "series.nii.gz")
+    turned = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    write_image(ct.with_array(ct.array - 1040, direction=turned, modality="CT", units="HU"), tmp / "ct.nrrd")
+    # A session as a user records one, then the same file as a killed recorder leaves it.
+    session = tmp / "session.h5"
+    record = run_cli("replay", DATA / "cine/magdeburg_liver", "--fast", "--max-frames", "20", "--record", session)
+    assert record.returncode == 0, record.stderr
+    shutil.copy(session, tmp / "killed.h5")
+    with h5py.File(tmp / "killed.h5", "r+") as f:
+        for key in ("closed_cleanly", "n_frames", "end_unix_s"):
+            del f.attrs[key]
+    with h5py.File(tmp / "other.h5", "w") as f:
+        f["temperature_c"] = np.zeros((2, 3, 3), np.float32)
+    (tmp / "junk.h5").write_bytes(b"not HDF5 at all\n" * 8)
     cases = {
+        "nifti": ("info", tmp / "series.nii.gz"),
+        "nrrd": ("info", tmp / "ct.nrrd"),
+        "mha": ("info", coronal),
+        "trackrad-folder": ("info", DATA / "trackrad_format_example"),
+        "session": ("info", session),
+        "killed-session": ("info", tmp / "killed.h5"),
+        "other-h5": ("info", tmp / "other.h5"),
+        "junk-h5": ("info", tmp / "junk.h5"),
+        "session-mask": ("info", session, "--mask", tmp / "small.mha"),
         "cine": ("info", MAGDEBURG),
         "dicom-file": ("info", UNITY / "transversal_frame.dcm"),
         "dicom-folder": ("info", tmp / "ct", "--mask", tmp / "mask.nii.gz"),
@@ -91,3 +119,50 @@ def test_masks_off_the_image_grid(runs: dict[str, subprocess.CompletedProcess]) 
     assert_input_error(runs["mask-spacing"], "spacing.mha", "spacing")
     assert_input_error(runs["mask-origin"], "origin.mha", "origin")
     assert_input_error(runs["cine-mask"], "small.mha", "label is (100, 100)")
+
+
+def test_info_on_every_image_format(runs: dict[str, subprocess.CompletedProcess]) -> None:
+    for name in ("nifti", "nrrd", "mha", "trackrad-folder"):
+        assert runs[name].returncode == 0, (name, runs[name].stderr)
+        assert "value range" in runs[name].stdout and "modality" in runs[name].stdout, name
+    nifti = runs["nifti"].stdout
+    assert "2D series of 3 frames" in nifti and "spacing (mm): (1.25, 1.5)" in nifti
+    assert "frame times (s): 0 .. 0.3" in nifti and "modality: MR" in nifti
+    assert "value range: -20.5 .. 104.5 degC" in nifti
+    nrrd = runs["nrrd"].stdout
+    assert "size (x, y, z): (12, 10, 4)" in nrrd and "origin (mm): (5, 6, 7)" in nrrd
+    assert "direction: (0, -1, 0, 1, 0, 0, 0, 0, 1)" in nrrd and "modality: CT" in nrrd
+    assert "value range: -1000 .. -1000 HU" in nrrd
+    mha = runs["mha"].stdout
+    assert "size (x, y): (336, 336)" in mha and "spacing (mm): (1.298, 1.298)" in mha
+    assert "value range: 0 .. 2478" in mha
+    case = runs["trackrad-folder"].stdout
+    assert "10 frames of 125 x 125 (H x W)" in case and "frame rate: 8 Hz" in case
+    assert "field strength: 0.35 T" in case and "labels: every frame (10)" in case and "value range: 0 .. 1" in case
+    assert "frames file header (ITK axes T, W, H): spacing (5, 1, 1), origin (0.1053, 0.4946, 38.5)" in case
+
+
+def test_info_on_a_recorded_session(runs: dict[str, subprocess.CompletedProcess]) -> None:
+    result = runs["session"]
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "recorded session (igikit-session format 1)" in out and "closed cleanly: yes" in out
+    assert "case_id: magdeburg_liver" in out and "source: replay:ReplaySource" in out
+    assert "pixel_spacing_mm: [1.818, 1.818]" in out
+    assert "frames: 20 of 176 x 140 (H x W), uint16" in out and "frame ids: 0 .. 19, none missing" in out
+    # 20 frames of the real cine, 167.5 ms apart: 19 intervals
+    assert "acquisition times (s): 0.0000 .. 3.1825, span 3.1825 s, 5.97 Hz (median interval 167.5 ms)" in out
+    assert "shift_mm: 2 values (float64), on 20 of 20 frames" in out
+    assert "response: a number (float64), on 20 of 20 frames" in out
+    assert "value range: 0 .. " in out
+    killed = runs["killed-session"]
+    assert killed.returncode == 0, killed.stderr
+    assert "closed cleanly: no (the recording process was killed or is still running); 20 complete frames" in (
+        killed.stdout
+    )
+
+
+def test_h5_files_that_are_not_sessions(runs: dict[str, subprocess.CompletedProcess]) -> None:
+    assert_input_error(runs["other-h5"], "other.h5", "is an HDF5 file but not an igikit session")
+    assert_input_error(runs["junk-h5"], "junk.h5", "cannot be opened as an HDF5 session file")
+    assert_input_error(runs["session-mask"], "session.h5", "--mask applies to images")

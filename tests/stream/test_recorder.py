@@ -170,3 +170,24 @@ def test_kill_9_mid_session_keeps_every_written_frame(tmp_path: Path) -> None:
     # The kills really landed at different moments.
     assert len(set(counts)) > 3, counts
     print("frames on disk after each kill:", counts)
+
+
+def test_describe_summarises_frames_timing_and_every_result(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    _record(path)
+    text = read_session(path).describe()
+    assert "closed cleanly: yes" in text and "source: synthetic" in text
+    assert "frames: 6 of 24 x 20 (H x W), float32" in text and "frame ids: 0 .. 5, none missing" in text
+    assert "acquisition times (s): 0.0000 .. 0.5000, span 0.5000 s, 10 Hz (median interval 100 ms)" in text
+    assert "score: a number (float64), on 5 of 6 frames" in text  # missing on frame 3
+    assert "vec: 3 values (float32), on 5 of 6 frames" in text  # frame 3: another shape, kept as extra
+    assert "label: text, on 6 of 6 frames" in text and "info: JSON, on 6 of 6 frames" in text
+    assert "extra results on 1 frame: late, vec" in text
+    assert "big" not in text  # excluded from the recording
+    # A recorder killed before its first frame leaves a session without frames.
+    empty = tmp_path / "empty.h5"
+    rec = Recorder(empty, metadata={"workflow": "test"})
+    rec.start()
+    rec.stop()
+    text = read_session(empty).describe()
+    assert "frames: none complete" in text and "workflow: test" in text

@@ -1,5 +1,5 @@
-"""``igikit audit``: a few runs as a real subprocess (the public contract), the rest in-process,
-because every subprocess pays igikit's whole import time (about a second)."""
+"""``igikit audit``: the verify contract (intact, edited, deleted, reordered) and the input errors as a
+real subprocess; the rest in-process, because every subprocess pays igikit's import time (about a second)."""
 
 import json
 import sqlite3
@@ -65,10 +65,12 @@ def test_verify_names_deleted_reordered_and_truncated_rows(tmp_path: Path, capsy
     )
     tamper(truncated, "DELETE FROM records WHERE seq = 10")
 
-    code, out, _ = _in_process(capsys, "audit", "verify", deleted)
-    assert code == 1 and "first bad row 6" in out and "row 6 missing" in out
-    code, out, _ = _in_process(capsys, "audit", "verify", swapped)
-    assert code == 1 and "first bad row 2" in out
+    # As a user runs it (separate processes), like the edited row above: exit 1 naming the row.
+    for path, fragments in ((deleted, ("first bad row 6", "row 6 missing")), (swapped, ("first bad row 2",))):
+        result = run_cli("audit", "verify", path)
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert "TAMPERED" in result.stdout and all(f in result.stdout for f in fragments), result.stdout
+        assert result.stderr == ""
     assert _in_process(capsys, "audit", "verify", truncated)[0] == 0  # consistent without the kept head
     code, out, _ = _in_process(capsys, "audit", "verify", truncated, "--expect-head", head)
     assert code == 1 and "first bad row 10" in out and "truncated" in out

@@ -283,4 +283,5 @@ class Image:
 
 
 def _fmt(values: tuple[float, ...]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+    # + 0.0 turns -0.0 (a direction cosine of an axis flip) into 0 for the reader
+    return "(" + ", ".join(f"{v + 0.0:.6g}" for v in values) + ")"

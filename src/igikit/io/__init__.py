@@ -6,10 +6,11 @@ from igikit.io.dicomrt import fill_polygons, read_rtdose, read_rtstruct, write_r
 from igikit.io.igtl import IGTLClient, IGTLServer, ReceivedMessage
 from igikit.io.image import read_image, write_image
 from igikit.io.respiration import RespirationTrace, clean_trace, read_trace
-from igikit.io.trackrad import CineCase, read_case, read_frames, read_label, read_labels, write_case
+from igikit.io.trackrad import CineCase, CineGeometry, read_case, read_frames, read_label, read_labels, write_case
 
 __all__ = [
     "CineCase",
+    "CineGeometry",
     "IGTLClient",
     "IGTLServer",
     "IGTLSource",

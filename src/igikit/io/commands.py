@@ -1,4 +1,4 @@
-"""``igikit info FILE [--mask MASK]``: what an image file holds, in a few lines a person reads."""
+"""``igikit info FILE [--mask MASK]``: what an image file or a recorded session holds, in a few lines."""
 
 from __future__ import annotations
 
@@ -12,19 +12,25 @@ from igikit.errors import GeometryError, InputError
 from igikit.io import trackrad
 from igikit.io.image import read_image
 
+#: Endings of session files (HDF5) written by :class:`igikit.stream.recorder.Recorder`.
+SESSION_SUFFIXES = (".h5", ".hdf5")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``info`` command."""
     p = sub.add_parser(
         "info",
-        help="print an image's geometry, modality and value range",
+        help="print an image's geometry, modality and value range, or a recorded session's summary",
         description=(
             "Print size, spacing (mm), origin, direction, modality, pixel type and value range of a "
             "NIfTI / MHA / NRRD file, a DICOM file or folder, or a TrackRAD cine (frames file or case "
-            "folder). With --mask, check the mask lies on the image grid and print its volume and centroid."
+            "folder). With --mask, check the mask lies on the image grid and print its volume and centroid. "
+            "For a session file (.h5) recorded by replay --record, gate or navigate: its "
+            "workflow and source metadata, frames, time span and frame rate, recorded results, whether "
+            "it was closed cleanly, and the value range."
         ),
     )
-    p.add_argument("file", type=Path, help="image file, DICOM folder or TrackRAD case folder")
+    p.add_argument("file", type=Path, help="image file, DICOM folder, TrackRAD case folder or session .h5")
     p.add_argument("--mask", type=Path, help="a mask (1 inside) on the same grid")
     p.set_defaults(func=run_info)
 
@@ -34,6 +40,15 @@ def run_info(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.exists():
         raise InputError("file not found", path)
+    if path.is_file() and path.suffix.lower() in SESSION_SUFFIXES:
+        if args.mask is not None:
+            raise InputError("--mask applies to images; this is a recorded session", path)
+        from igikit.stream.recorder import read_session  # igikit.stream imports igikit.io
+
+        session = read_session(path)
+        print(f"file: {path}")
+        print(session.describe())
+        return 0
     if _is_cine(path):
         print(describe_cine(path, args.mask))
         return 0
@@ -74,6 +89,16 @@ def describe_cine(path: Path, mask: Path | None = None) -> str:
         f"cine series (TrackRAD2025 layout, case {case.case_id}): {t} frames of {h} x {w} (H x W)",
         f"pixel spacing (mm): {dx:.6g} x {dy:.6g}",
     ]
+    if case.geometry is not None:
+        g = case.geometry
+        lines.append(
+            "frames file header (ITK axes T, W, H): spacing ("
+            + ", ".join(f"{v:.6g}" for v in g.spacing)
+            + "), origin ("
+            + ", ".join(f"{v + 0.0:.6g}" for v in g.origin)
+            + ")"
+            + ("" if np.allclose(np.reshape(g.direction, (3, 3)), np.eye(3)) else ", oblique direction")
+        )
     if case.frame_rate_hz is not None:
         lines.append(f"frame rate: {case.frame_rate_hz:.4g} Hz ({1000.0 / case.frame_rate_hz:.4g} ms per frame)")
     else:

@@ -5,8 +5,9 @@ double precision, NIfTI to single precision (its header stores float32; about 1e
 
 A series (:attr:`Image.frame_times_s`) is written with time as one more ITK axis: spacing is the
 median frame interval and origin the first frame time. Frame intervals need not be regular, so the
-exact times are also stored as the key ``igikit_frame_times_s`` in the file's key/value metadata,
-which MetaImage and NRRD keep and NIfTI drops (there the times come back from spacing and origin).
+exact times are also stored as the key ``igikit_frame_times_s``, beside ``igikit_modality`` and
+``igikit_units``: in the key/value metadata of MetaImage and NRRD, and in a header extension of
+NIfTI, whose ITK writer keeps no metadata (:mod:`igikit.io.nifti_extension`).
 
 :func:`read_image` also accepts DICOM files and folders, handing them to :mod:`igikit.io.dicom`,
 so that one call reads any image a user points at.
@@ -29,6 +30,7 @@ import numpy as np
 
 from igikit.core.image import Image
 from igikit.errors import InputError
+from igikit.io import nifti_extension
 from igikit.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -223,28 +225,32 @@ def read_image(path: str | Path, *, series: bool | None = None) -> Image:
             img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(_read_failure(str(exc), native), path) from None
-    keys = set(img.GetMetaDataKeys())
+    stored = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
+    if suffix in _NIFTI_SUFFIXES:
+        stored.update(nifti_extension.read_keys(path))
     meta = {"source": str(path)}
-    modality = img.GetMetaData(MODALITY_KEY) if MODALITY_KEY in keys else None
-    if modality is None and "Modality" in keys:
+    modality = stored.get(MODALITY_KEY) or None
+    if modality is None and "Modality" in stored:
         # MetaImage's own field: MET_MOD_MR, MET_MOD_CT, ... or MET_MOD_UNKNOWN.
-        code = img.GetMetaData("Modality").removeprefix("MET_MOD_")
+        code = stored["Modality"].removeprefix("MET_MOD_")
         modality = None if code in ("UNKNOWN", "") else code
-    units = img.GetMetaData(UNITS_KEY) or None if UNITS_KEY in keys else None
-    times = _parse_times(img.GetMetaData(FRAME_TIMES_KEY), path) if FRAME_TIMES_KEY in keys else None
+    units = stored.get(UNITS_KEY) or None
+    times = _parse_times(stored[FRAME_TIMES_KEY], path) if FRAME_TIMES_KEY in stored else None
     as_series = times is not None if series is None else series
-    if not as_series:
-        return Image.from_sitk(img, modality=modality, units=units, meta=meta)
-    if img.GetDimension() < 3:
+    if as_series and img.GetDimension() < 3:
         raise InputError(
             f"is a {img.GetDimension()}D image; a series needs a time axis (3D for 2D + t, 4D for 3D + t)",
             path,
         )
-    image = Image.from_sitk(img, series=True, modality=modality, units=units, meta=meta)
-    if times is not None:
-        if times.size != image.n_frames:
-            raise InputError(f"{FRAME_TIMES_KEY} lists {times.size} times for {image.n_frames} frames", path)
-        image = image.with_array(image.array, frame_times_s=times)
+    try:
+        image = Image.from_sitk(img, series=as_series, modality=modality, units=units, meta=meta)
+        if as_series and times is not None:
+            if times.size != image.n_frames:
+                raise InputError(f"{FRAME_TIMES_KEY} lists {times.size} times for {image.n_frames} frames")
+            image = image.with_array(image.array, frame_times_s=times)
+    except InputError as exc:
+        # e.g. a 4D file read as one image, or frame times that do not increase: name the file
+        raise InputError(exc.problem, path) from None
     return image
 
 
@@ -262,7 +268,8 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Non
     ----------
     image
         A 2D / 3D image or a series; a series gets one more axis (time) in the file, and its
-        exact frame times, modality and units go into key/value metadata where the format has it.
+        exact frame times, modality and units go into the file's key/value metadata (a header
+        extension for NIfTI).
     path
         Output file; ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd`` or ``.nhdr``.
     compress
@@ -283,19 +290,30 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Non
         # SimpleITK has no half-float pixel type; float32 holds every float16 value exactly.
         image = image.with_array(image.array.astype(np.float32))
     img = image.to_sitk()
+    keys: dict[str, str] = {}
     if image.is_series:
         assert image.frame_times_s is not None
-        img.SetMetaData(FRAME_TIMES_KEY, " ".join(repr(float(t)) for t in image.frame_times_s))
+        keys[FRAME_TIMES_KEY] = " ".join(repr(float(t)) for t in image.frame_times_s)
     if image.modality:
-        img.SetMetaData(MODALITY_KEY, image.modality)
+        keys[MODALITY_KEY] = image.modality
     if image.units:
-        img.SetMetaData(UNITS_KEY, image.units)
+        keys[UNITS_KEY] = image.units
+    for key, value in keys.items():
+        img.SetMetaData(key, value)
+    nifti_keys = suffix in _NIFTI_SUFFIXES and bool(keys)
     with atomic_path(path) as tmp:
+        # NIfTI with keys: ITK writes it uncompressed, the extension is added and gzip applied once.
+        itk_out = tmp.with_name(tmp.name.removesuffix(".gz")) if nifti_keys and suffix == ".nii.gz" else tmp
         try:
-            sitk.WriteImage(img, str(tmp), useCompression=compress and suffix != ".nii")
+            sitk.WriteImage(img, str(itk_out), useCompression=compress and suffix != ".nii" and itk_out == tmp)
+            if nifti_keys:
+                nifti_extension.write_keys(itk_out, keys, target=tmp)
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             raise InputError(f"cannot be written ({lines[-1][:160] if lines else exc})", path) from None
+        finally:
+            if itk_out != tmp:
+                itk_out.unlink(missing_ok=True)
         if suffix in (".mhd", ".nhdr"):
             _move_detached_data(tmp, Path(path))
 

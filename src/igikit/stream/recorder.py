@@ -491,6 +491,87 @@ class Session:
         """False when the recording process died (or is still running)."""
         return bool(self.attrs.get("closed_cleanly", False))
 
+    def describe(self) -> str:
+        """A few lines a person reads: where it came from, frames, timing, results, value range."""
+        lines = [f"recorded session ({FORMAT} format {self.attrs.get('format_version', '?')})"]
+        if "start_time_utc" in self.attrs:
+            lines[0] += f", started {self.attrs['start_time_utc']}"
+        if self.closed_cleanly:
+            lines.append("closed cleanly: yes")
+        else:
+            lines.append(
+                "closed cleanly: no (the recording process was killed or is still running); "
+                f"{self.n_frames} complete frames read"
+            )
+        facts = {k: v for k, v in self.attrs.items() if k not in _FILE_ATTRS}
+        if facts:
+            lines.append("workflow / source metadata:")
+            lines.extend(f"  {key}: {_short(value)}" for key, value in sorted(facts.items()))
+        n = self.n_frames
+        if n == 0:
+            lines.append("frames: none complete")
+            return "\n".join(lines)
+        shape = " x ".join(str(v) for v in self.frames.shape[1:])
+        layout = " (H x W)" if self.frames.ndim == 3 else ""
+        lines.append(f"frames: {n} of {shape}{layout}, {self.frames.dtype}")
+        ids = self.frame_id
+        gaps = int(ids[-1] - ids[0] + 1 - n)
+        lines.append(
+            f"frame ids: {ids[0]} .. {ids[-1]}"
+            + (f", {gaps} missing (dropped before recording)" if gaps else ", none missing")
+        )
+        t = self.acquisition_time_s
+        if n > 1:
+            interval = float(np.median(np.diff(t)))
+            rate = f", {1.0 / interval:.4g} Hz (median interval {interval * 1e3:.4g} ms)" if interval > 0 else ""
+            lines.append(f"acquisition times (s): {t[0]:.4f} .. {t[-1]:.4f}, span {t[-1] - t[0]:.4f} s{rate}")
+            wall = self.index["recorded_unix_s"]
+            lines.append(f"recorded over {float(wall[-1] - wall[0]):.3f} s of wall time")
+        else:
+            lines.append(f"acquisition time (s): {t[0]:.4f} (one frame)")
+        if self.results:
+            lines.append("results recorded per frame:")
+            lines.extend(f"  {name}: {_result_summary(value, n)}" for name, value in sorted(self.results.items()))
+        else:
+            lines.append("results recorded per frame: none")
+        if self.extra:
+            names = sorted({key for values in self.extra.values() for key in values})
+            count = len(self.extra)
+            lines.append(f"extra results on {count} frame{'' if count == 1 else 's'}: {', '.join(names)}")
+        lines.append(f"value range: {_value_range(self.frames)}")
+        return "\n".join(lines)
+
+
+#: Attributes the recorder itself writes (the rest came from the workflow or source).
+_FILE_ATTRS = frozenset(
+    {"format", "format_version", "start_unix_s", "start_time_utc", "closed_cleanly", "n_frames", "end_unix_s"}
+    | {"frame_shape", "frame_dtype"}
+)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=_json_default)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _result_summary(value: Any, n: int) -> str:
+    """Kind, per-frame shape and how many frames carry a result column."""
+    if isinstance(value, np.ndarray):
+        per_frame = "a number" if value.ndim == 1 else f"{' x '.join(map(str, value.shape[1:]))} values"
+        present = ~np.isnan(value).reshape(n, -1).all(axis=1) if value.dtype.kind == "f" else np.ones(n, bool)
+        return f"{per_frame} ({value.dtype}), on {int(present.sum())} of {n} frames"
+    kind = "text" if all(isinstance(v, str) for v in value) else "JSON"
+    present_count = sum(1 for v in value if v not in (None, ""))
+    return f"{kind}, on {present_count} of {n} frames"
+
+
+def _value_range(frames: np.ndarray) -> str:
+    finite = frames[np.isfinite(frames)] if frames.dtype.kind in "fc" else frames
+    if not finite.size:
+        return "no finite values"
+    text = f"{finite.min():.6g} .. {finite.max():.6g}"
+    return text if finite.size == frames.size else f"{text} ({frames.size - finite.size} non-finite values)"
+
 
 def _read_ragged(group: Any, n: int) -> list[bytes]:
     ends = np.asarray(group["end"][:n], dtype=np.int64)
@@ -525,45 +606,62 @@ def read_session(path: str | Path) -> Session:
     with f:
         attrs = {k: _plain(v) for k, v in f.attrs.items()}
         if attrs.get("format") != FORMAT:
-            raise InputError(f"is not an igikit session file (format={attrs.get('format')!r})", path)
-        if "frame_index" not in f:  # killed before the first frame was written
-            empty = np.zeros((0,), dtype=INDEX_DTYPE)
-            return Session(path, attrs, np.zeros((0, 0, 0)), empty, {}, {})  # shape unknown: no frame
-        index = np.asarray(f["frame_index"][:])
-        n = len(index)
-        while n and not index["complete"][n - 1]:
-            n -= 1
-        lengths = [f["frames"].shape[0]]
-        for obj in f["results"].values():
-            lengths.append(obj["end"].shape[0] if isinstance(obj, h5py.Group) else obj.shape[0])
-        n = min(n, *lengths)
-        frames = np.asarray(f["frames"][:n])
-        for k in range(n):
-            if zlib.crc32(np.ascontiguousarray(frames[k]).data) != int(index["crc32"][k]):
-                if k == n - 1:
-                    n -= 1  # interrupted mid-write: not a complete frame
-                    break
-                raise InputError(f"frame {k} fails its CRC check: the file is damaged", path)
-        frames, index = frames[:n], index[:n]
-        results: dict[str, Any] = {}
-        for name, obj in f["results"].items():
-            kind = obj.attrs.get("kind")
-            if isinstance(obj, h5py.Group):
-                items = _read_ragged(obj, n)
-                if kind == "json":
-                    results[name] = [json.loads(b) if b else None for b in items]
-                else:
-                    results[name] = [b.decode() for b in items]
+            raise InputError(
+                f"is an HDF5 file but not an igikit session (format attribute {attrs.get('format')!r}, "
+                f"expected {FORMAT!r})",
+                path,
+            )
+        try:
+            return _read_open_session(f, path, attrs)
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            # an object the layout requires is missing or malformed: not a file the recorder wrote
+            raise InputError(f"damaged igikit session file ({type(exc).__name__}: {exc})"[:200], path) from None
+
+
+def _read_open_session(f: Any, path: Path, attrs: dict[str, Any]) -> Session:
+    """The body of :func:`read_session` on an opened file with the right format attribute."""
+    import h5py
+
+    if "frame_index" not in f:  # killed before the first frame was written
+        empty = np.zeros((0,), dtype=INDEX_DTYPE)
+        return Session(path, attrs, np.zeros((0, 0, 0)), empty, {}, {})  # shape unknown: no frame
+    index = np.asarray(f["frame_index"][:])
+    n = len(index)
+    while n and not index["complete"][n - 1]:
+        n -= 1
+    lengths = [f["frames"].shape[0]]
+    for obj in f["results"].values():
+        lengths.append(obj["end"].shape[0] if isinstance(obj, h5py.Group) else obj.shape[0])
+    n = min(n, *lengths)
+    frames = np.asarray(f["frames"][:n])
+    for k in range(n):
+        if zlib.crc32(np.ascontiguousarray(frames[k]).data) != int(index["crc32"][k]):
+            if k == n - 1:
+                n -= 1  # interrupted mid-write: not a complete frame
+                break
+            raise InputError(f"frame {k} fails its CRC check: the file is damaged", path)
+    frames, index = frames[:n], index[:n]
+    results: dict[str, Any] = {}
+    for name, obj in f["results"].items():
+        kind = obj.attrs.get("kind")
+        if isinstance(obj, h5py.Group):
+            items = _read_ragged(obj, n)
+            if kind == "json":
+                results[name] = [json.loads(b) if b else None for b in items]
             else:
-                results[name] = np.asarray(obj[:n])
-        extra: dict[int, dict[str, Any]] = {}
-        n_extra = min(f["extra/frame_id"].shape[0], f["extra/end"].shape[0])
-        if n_extra:
-            ids = np.asarray(f["extra/frame_id"][:n_extra])
-            kept = set(index["frame_id"].tolist())
-            for fid, blob in zip(ids, _read_ragged(f["extra"], n_extra), strict=True):
-                if int(fid) in kept:
-                    extra[int(fid)] = json.loads(blob)
+                results[name] = [b.decode() for b in items]
+        else:
+            results[name] = np.asarray(obj[:n])
+    extra: dict[int, dict[str, Any]] = {}
+    n_extra = min(f["extra/frame_id"].shape[0], f["extra/end"].shape[0])
+    if n_extra:
+        ids = np.asarray(f["extra/frame_id"][:n_extra])
+        kept = set(index["frame_id"].tolist())
+        for fid, blob in zip(ids, _read_ragged(f["extra"], n_extra), strict=True):
+            if int(fid) in kept:
+                extra[int(fid)] = json.loads(blob)
     return Session(path, attrs, frames, index, results, extra)
 
 
