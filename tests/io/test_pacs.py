@@ -497,3 +497,44 @@ def test_source_dataset_finds_the_series_file(tmp_path: Path) -> None:
     src = dicomdoc.source_dataset(read_image(tmp_path / "pet"))
     assert src is not None and src.StudyInstanceUID == ref.StudyInstanceUID and src.PatientID == "IGK-SRC"
     assert dicomdoc.source_dataset(image) is None  # not read from DICOM
+
+
+# ------------------------------------------------------------------ a dose with no DICOM source
+@pytest.fixture(scope="module")
+def unlinked_dose(study: Study, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``igikit dose --rtdose`` on a NIfTI export of the study: (the RTDOSE, its --json)."""
+    folder = tmp_path_factory.mktemp("nifti")
+    write_image(study.image, folder / "spect.nii.gz")
+    rtdose, dose_json = folder / "dose.dcm", folder / "dose.json"
+    result = run_cli("dose", f"{folder / 'spect.nii.gz'}@24", "--nuclide", "Lu-177", "--method", "local",
+                     "--voi", study.labels, "--out", folder / "dose.nii.gz", "--rtdose", rtdose, "--json", dose_json,
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {rtdose}: the source images carry no DICOM patient" in result.stderr
+    assert pydicom.dcmread(rtdose).PatientID == ""
+    return rtdose, dose_json
+
+
+def test_push_results_refuses_a_dose_that_names_no_patient(unlinked_dose: tuple[Path, Path]) -> None:
+    rtdose, dose_json = unlinked_dose
+    # nothing listens on this port: the refusal must come before any association is tried
+    port = _free_ports(1)[0]
+    line = _cli_error("pacs", "push-results", "--rtdose", str(rtdose), "--json", str(dose_json),
+                      "--port", str(port), "--timeout-s", "2")
+    assert line.startswith(f"igikit pacs: error: {rtdose}: the RTDOSE names no patient"), line
+    assert "--allow-unlinked" in line and "new study of an unknown patient" in line
+
+
+@needs_orthanc
+def test_push_results_stores_an_unlinked_dose_when_allowed(
+    orthanc: OrthancServer, unlinked_dose: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rtdose, dose_json = unlinked_dose
+    uid = str(pydicom.dcmread(rtdose).StudyInstanceUID)
+    code, out, err = _run(capsys, "pacs", "push-results", "--rtdose", str(rtdose), "--json", str(dose_json),
+                          "--allow-unlinked", *orthanc.args())
+    assert code == 0, err
+    assert "2 of 2 object(s)" in out and uid in out
+    (warning,) = err.strip().splitlines()
+    assert warning.startswith(f"warning: {rtdose}: the RTDOSE names no patient") and uid in warning
+    assert {m["Modality"] for m in pacs.find(orthanc.node, level="SERIES", study_uid=uid)} == {"RTDOSE", "DOC"}

@@ -42,19 +42,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser(
         "console",
-        help="serve the supervisor's web console for a live gating run on a cine case, or a recorded session",
+        help="serve the supervisor's web console for a live gating run on a cine case, a recorded session, or "
+        "the treatment plans awaiting approval in an audit log",
         description="Serve the web console (http://127.0.0.1:8000 by default). With --case, the MR-linac gating "
         "workflow (tracking, prediction, gating) runs live on a TrackRAD cine case under the console's "
         "supervision: its decisions, alerts and beam are the real workflow's; audit log, session file and "
         "report go to --out-dir. With --session, a recorded session file is replayed: the decisions a workflow "
         "recorded (igikit gate, igikit demo) are supervised again; a plain motion recording without decisions "
-        "gets a clearly labelled stand-in gate. Users log in with the accounts of `igikit users`; every action "
-        "goes to the audit log.",
+        "gets a clearly labelled stand-in gate. With --proposals, the plans that `igikit plan ... --audit` "
+        "appended to that log and nobody has approved or vetoed yet wait in the console for a physicist, "
+        "with their activity, doses and limits; the answer goes to the same log. Users log in with the "
+        "accounts of `igikit users`; every action goes to the audit log.",
     )
     what = c.add_mutually_exclusive_group(required=True)
     what.add_argument("--session", metavar="SESSION.h5", type=Path, help="replay this recorded session file")
     what.add_argument(
         "--case", metavar="CASE_DIR", type=Path, help="run the gating workflow live on this TrackRAD case folder"
+    )
+    what.add_argument(
+        "--proposals", metavar="AUDIT.db", type=Path,
+        help="review the plans awaiting approval in this audit log (igikit plan ... --audit); answers go to it",
     )
     c.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     c.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
@@ -175,9 +182,53 @@ def _cmd_case(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_proposals(args: argparse.Namespace) -> int:
+    """``igikit console --proposals``: the plans awaiting a physicist's approval in an audit log."""
+    from igikit.console.app import create_app
+    from igikit.console.server import ConsoleServer, choose_port, is_loopback
+    from igikit.console.users import SECRET_FILE, load_secret
+    from igikit.workflows.theranostics.plan_commands import PLAN_APPROVER_ROLES, open_plan_review
+
+    for option in ("audit", "autonomy", "loop", "rate_hz", "target", "out_dir", "fast", "max_frames", "margin_mm"):
+        if getattr(args, option) not in (None, False):
+            raise InputError(f"--{option.replace('_', '-')} does not apply to --proposals")
+    if not 0 <= args.port < 65536:
+        raise InputError(f"--port must be in 0..65535, got {args.port}")
+    # the log first: a bad one must leave no users file or secret behind
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    session = open_plan_review(args.proposals, session_id=f"plan-review-{stamp}")
+    try:
+        store = _store(args.users, create=True)
+    except BaseException:
+        session.audit.close()
+        raise
+    try:
+        if not any(u.role in PLAN_APPROVER_ROLES for u in store.list()):
+            print(f"warning: no {' or '.join(PLAN_APPROVER_ROLES)} in {store.path}, and only one may approve a "
+                  f"plan; add one with: igikit users add NAME --role {PLAN_APPROVER_ROLES[0]}", file=sys.stderr)
+        secret = load_secret(store.path.parent / SECRET_FILE)
+        n = len(session.pending())
+        what = f"{n} plan{'s' if n > 1 else ''} awaiting a physicist's approval ({args.proposals.name})"
+        app = create_app(session, store, secret=secret, title=what)
+        port, why = choose_port(args.host, args.port)
+        server = ConsoleServer(app, host=args.host, port=port)
+        if why:
+            print(why, flush=True)
+        if not is_loopback(args.host):
+            print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
+        print(f"igikit console: {server.url}  ({what}; answers go to {args.proposals}); Ctrl-C to stop", flush=True)
+        server.run()
+    finally:
+        session.audit.close()
+        store.close()
+    return 0
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
     if args.case is not None:
         return _cmd_case(args)
+    if args.proposals is not None:
+        return _cmd_proposals(args)
     from igikit.console.app import create_app
     from igikit.console.feed import ReplayFeed
     from igikit.console.server import ConsoleServer, choose_port, is_loopback

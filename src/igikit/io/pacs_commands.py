@@ -126,13 +126,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "push-results", parents=[node], help="store igikit dose results (RTDOSE + PDF report) under the study",
         description="Store the RTDOSE that 'igikit dose --rtdose' wrote (with the source study's patient and "
         "UIDs) and a report as Encapsulated PDF under the same study: the dose statistics of --json and the "
-        "figures of --report.",
+        "figures of --report. An RTDOSE that names no patient (its dose was computed from NIfTI or MHA "
+        "images, so its study UID was made up) is refused before anything is sent, unless --allow-unlinked.",
     )
     r.add_argument("--rtdose", required=True, type=Path, metavar="DOSE.dcm", help="igikit dose --rtdose output")
     r.add_argument("--json", type=Path, default=None, metavar="DOSE.json", help="igikit dose --json output")
     r.add_argument("--report", type=Path, default=None, metavar="REPORT.html", help="igikit dose --report output")
     r.add_argument("--pdf-out", type=Path, default=None, metavar="REPORT.dcm",
                    help="also keep the Encapsulated PDF instance in this file")
+    r.add_argument("--allow-unlinked", action="store_true",
+                   help="store an RTDOSE that names no patient (computed from non-DICOM images) as a new study")
     r.set_defaults(func=_cmd_push_results)
 
 
@@ -229,17 +232,40 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return _report_store(result, "instance(s)", node)
 
 
+def unlinked_reason(dose: Any) -> str | None:
+    """Why an RTDOSE cannot be filed under a patient in a PACS, or None when it can.
+
+    ``igikit dose --rtdose`` copies the patient and study of DICOM source images; from NIfTI or MHA
+    images there are none, and the RTDOSE carries an empty patient ID and generated study UIDs
+    (:func:`igikit.io.dicom.new_dataset`). The same holds for a source whose patient ID was removed.
+    """
+    if str(dose.get("PatientID", "") or "").strip():
+        return None
+    return ("the RTDOSE names no patient (empty PatientID): its dose was computed from images that were not "
+            "DICOM (NIfTI, MHA) or had no patient ID, so its study UID was generated and the PACS would file it "
+            "as a new study of an unknown patient")
+
+
 def _cmd_push_results(args: argparse.Namespace) -> int:
     from pydicom import dcmwrite
 
     from igikit.io.atomic import atomic_path
+    from igikit.io.dicom import read_dataset
     from igikit.io.dicomdoc import results_datasets
     from igikit.io.pacs import store
 
     node = _node(args)
     if args.json is None and args.report is None:
         raise InputError("push-results needs --json or --report (or both) to make the report from")
+    # before the report is made or anything is sent: an unlinked dose would be an orphan study on the node
+    header = read_dataset(args.rtdose, stop_before_pixels=True)
+    unlinked = unlinked_reason(header) if header.get("Modality") == "RTDOSE" else None
+    if unlinked is not None and not args.allow_unlinked:
+        raise InputError(f"{unlinked}; refused (give --allow-unlinked to store it anyway)", args.rtdose)
     dose, pdf = results_datasets(args.rtdose, dosimetry_json=args.json, report_html=args.report)
+    if unlinked is not None:
+        print(f"warning: {args.rtdose}: {unlinked}; storing it as study {dose.StudyInstanceUID} "
+              "(--allow-unlinked)", file=sys.stderr, flush=True)
     if args.pdf_out is not None:
         with atomic_path(args.pdf_out) as tmp:
             dcmwrite(tmp, pdf, enforce_file_format=True)

@@ -338,7 +338,13 @@ class SessionEvent:
 
 @dataclass(frozen=True)
 class PendingDecision:
-    """A decision waiting for a human: a level-1 proposal or a level-2 decision in its veto window."""
+    """A decision waiting for a human: a level-1 proposal or a level-2 decision in its veto window.
+
+    ``restored`` marks a proposal read back from the audit log (:meth:`SupervisedSession.restore_proposal`,
+    e.g. a treatment plan): only ``approver_roles`` (when given) may approve or veto it, ``summary``
+    holds the (label, text) rows a supervisor reads before signing off, and neither the safe state
+    nor an autonomy change cancels it.
+    """
 
     pending_id: int
     seq: int
@@ -346,6 +352,9 @@ class PendingDecision:
     kind: Literal["proposed", "pending"]
     created_wall_s: float
     deadline_wall_s: float | None  # the veto window's end (level 2); None: waits for approval
+    approver_roles: tuple[str, ...] = ()  # empty: every role that may approve (ROLE_PERMISSIONS)
+    summary: tuple[tuple[str, str], ...] = ()
+    restored: bool = False
 
     def to_dict(self, now: float) -> dict[str, Any]:
         """Plain JSON form, with the seconds left in the veto window."""
@@ -361,7 +370,40 @@ class PendingDecision:
             "created_wall_s": self.created_wall_s,
             "deadline_wall_s": self.deadline_wall_s,
             "seconds_left": left,
+            "approver_roles": list(self.approver_roles),
+            "summary": [list(row) for row in self.summary],
+            "restored": self.restored,
         }
+
+
+#: Human actions that answer a proposal for good: after one, it no longer waits.
+ANSWERS: frozenset[str] = frozenset({"approve", "veto", "override"})
+
+
+def unanswered_proposals(audit: AuditLog, *, decision: str | None = None) -> list[tuple[int, DecisionRecord]]:
+    """``(seq, record)`` of the proposals in ``audit`` that no human has answered yet, oldest first.
+
+    A proposal is a decision record with ``proposal=True`` appended outside a supervised session
+    (``igikit plan ... --audit``: its data has no ``supervision`` entry; a session's own proposals
+    are answered or cancelled within that session). It is answered by a later approve, veto or
+    override that names its ``seq`` and was not refused. ``decision`` keeps only proposals of that
+    decision name (``"plan_activity"``).
+
+    Raises
+    ------
+    InputError
+        For a row whose record cannot be read (a tampered log).
+    """
+    proposals: dict[int, DecisionRecord] = {}
+    answered: set[int] = set()
+    for entry in audit.records():
+        record = entry.record
+        if isinstance(record, DecisionRecord):
+            if record.proposal and "supervision" not in record.data and decision in (None, record.decision):
+                proposals[entry.seq] = record
+        elif record.action in ANSWERS and not record.refused and record.responds_to_seq is not None:
+            answered.add(record.responds_to_seq)
+    return [(seq, rec) for seq, rec in proposals.items() if seq not in answered]
 
 
 @dataclass(frozen=True)
@@ -840,6 +882,62 @@ class SupervisedSession:
         finally:
             self._flush()
 
+    def restore_proposal(
+        self,
+        seq: int,
+        *,
+        approver_roles: tuple[str, ...] = (),
+        summary: tuple[tuple[str, str], ...] = (),
+    ) -> PendingDecision:
+        """Put the proposal logged at ``seq`` (before this session: ``igikit plan ... --audit``) up for approval.
+
+        Nothing is logged: the proposal is already in the audit log, and the approve or veto that
+        answers it names that ``seq``, so that :func:`unanswered_proposals` sees it answered after a
+        restart. It waits for a human whatever the session's state (see :class:`PendingDecision`).
+
+        Parameters
+        ----------
+        seq
+            The proposal's row in this session's audit log.
+        approver_roles
+            The roles that may approve or veto it (e.g. ``("physicist",)`` for a treatment plan);
+            empty: every role that may approve.
+        summary
+            ``(label, text)`` rows shown with it (activity, doses, limits...).
+
+        Raises
+        ------
+        InputError
+            When row ``seq`` is not a proposal, is already waiting here, or a role is unknown.
+        """
+        entry = next(self.audit.records(start_seq=seq), None) if seq >= 1 else None
+        record = entry.record if entry is not None and entry.seq == seq else None
+        if not isinstance(record, DecisionRecord) or not record.proposal:
+            raise InputError(f"row {seq} of {self.audit.path} is not a decision proposal")
+        unknown = [r for r in approver_roles if r not in ROLES]
+        if unknown:
+            raise InputError(f"unknown approver role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+        try:
+            with self._lock:
+                if any(p.seq == seq for p in self._pending.values()):
+                    raise InputError(f"proposal {seq} is already waiting for approval")
+                pending = PendingDecision(
+                    self._next_pending, seq, record, "proposed", self._clock(), None,
+                    approver_roles=tuple(approver_roles), summary=tuple(summary), restored=True,
+                )
+                self._next_pending += 1
+                self._pending[pending.pending_id] = pending
+                who = f" by a {' or '.join(approver_roles)}" if approver_roles else ""
+                self._emit(
+                    "pending",
+                    f"{record.explanation}; proposal #{seq} from the audit log, waits for approval{who}",
+                    seq=seq,
+                    data={"pending_id": pending.pending_id, "decision": record.decision, "value": record.value},
+                )
+                return pending
+        finally:
+            self._flush()
+
     def tick(self) -> None:
         """Close veto windows that have expired (their decisions take effect); cheap when none did."""
         if not self._pending:
@@ -1065,6 +1163,16 @@ class SupervisedSession:
                         responds_to_seq=gone_seq,
                         reason=reason,
                     )
+                if pending.approver_roles and actor.role not in pending.approver_roles:
+                    self._refuse(
+                        actor,
+                        action,
+                        "forbidden",
+                        f"only a {' or '.join(pending.approver_roles)} may {action} {pending.record.decision} "
+                        f"{pending.record.value} (role {actor.role!r})",
+                        responds_to_seq=pending.seq,
+                        reason=reason,
+                    )
                 self._check(actor, action, responds_to_seq=pending.seq, reason=reason)
                 seq = self._log_action(actor, action, responds_to_seq=pending.seq, reason=reason, now=now)
                 del self._pending[pending_id]
@@ -1115,7 +1223,12 @@ class SupervisedSession:
         return next((p for p in self._pending.values() if p.record.decision == name), None)
 
     def _cancel_pending(self, name: str | None, why: str, *, keep: int | None) -> None:
-        for pid in [p for p, d in self._pending.items() if (name is None or d.record.decision == name) and p != keep]:
+        # a restored proposal (a treatment plan) is no live decision that the safe state makes stale
+        for pid in [
+            p
+            for p, d in self._pending.items()
+            if (name is None or d.record.decision == name) and p != keep and not d.restored
+        ]:
             pending = self._pending.pop(pid)
             self._forget(pid, pending.seq)
             self._emit(

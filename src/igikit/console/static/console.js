@@ -401,10 +401,13 @@ function onState(state) {
     el("div", { class: "actions" }, button("Acknowledge", "ok ack", () => act(`/api/alerts/${a.alert_id}/acknowledge`)))));
   $("alerts").replaceChildren(...(alerts.length ? alerts : [el("li", { class: "empty" }, "No open alert.")]));
 
-  const pending = state.pending.map((p) => el("li", { "data-pending-id": String(p.pending_id) },
+  const pending = state.pending.map((p) => el("li", { "data-pending-id": String(p.pending_id), "data-seq": String(p.seq) },
     el("div", { class: "head" }, el("span", {}, `${p.decision}: ${p.value}`),
-      el("span", { class: "muted" }, p.kind === "pending" ? `takes effect in ${p.seconds_left.toFixed(1)} s` : "needs approval")),
-    el("div", { class: "msg" }, p.explanation),
+      el("span", { class: "muted" }, p.kind === "pending" ? `takes effect in ${p.seconds_left.toFixed(1)} s`
+        : (p.approver_roles && p.approver_roles.length ? `needs ${p.approver_roles.join(" or ")} approval` : "needs approval"))),
+    ...(p.summary && p.summary.length
+      ? [el("dl", { class: "summary" }, ...p.summary.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]))] : []),
+    el("div", { class: "msg" }, p.explanation + (p.restored ? ` [#${p.seq}]` : "")),
     el("div", { class: "actions" },
       button("Approve", "ok approve", () => act(`/api/pending/${p.pending_id}/approve`)),
       button("Veto", "danger veto", () => act(`/api/pending/${p.pending_id}/veto`)))));

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,12 @@ def _run_dose(args: argparse.Namespace) -> int:
         from igikit.io.dicomrt import write_rtdose
 
         # The source's patient, study and frame of reference, so a PACS files the dose with its images.
-        write_rtdose(dose, args.rtdose, reference=source_dataset(images[earliest]))
+        reference = source_dataset(images[earliest])
+        write_rtdose(dose, args.rtdose, reference=reference)
+        if reference is None:
+            print(f"warning: {args.rtdose}: the source images carry no DICOM patient or study (NIfTI, MHA), so "
+                  "the RTDOSE names no patient and has a new study UID (igikit pacs push-results refuses it "
+                  "unless --allow-unlinked)", file=sys.stderr)
     if args.json is not None:
         _write_json(args.json, payload)
     if args.report is not None:
@@ -363,9 +369,11 @@ def _run_plan_lu177(args: argparse.Namespace) -> int:
         component_version="1",
         workflow="theranostics",
         proposal=True,
-        data={"activity_gbq": plan.activity_gbq, "activity_low_gbq": plan.activity_low_gbq,
+        data={"nuclide": "Lu-177", "activity_gbq": plan.activity_gbq, "activity_low_gbq": plan.activity_low_gbq,
               "activity_high_gbq": plan.activity_high_gbq if math.isfinite(plan.activity_high_gbq) else -1.0,
-              "bed_total_gy": plan.bed_total_gy, "bed_limit_gy": plan.bed_limit_gy, "limits_ok": plan.limits_ok},
+              "kidney_gy_next": plan.kidney_gy_next, "bed_done_gy": plan.bed_done_gy,
+              "bed_total_gy": plan.bed_total_gy, "bed_limit_gy": plan.bed_limit_gy, "limits_ok": plan.limits_ok,
+              "cycles_done": plan.cycles_done, "profile": profile.name},
     )
     out = {
         "activity_gbq": plan.activity_gbq,

@@ -92,6 +92,104 @@ def append_to_audit(path: Path, record: Any) -> int:
         return int(audit.append(record))
 
 
+#: The decision name of every plan (``igikit plan y90|ho166|lu177``).
+PLAN_DECISION = "plan_activity"
+#: Who signs a plan off: approving or vetoing it is a physicist's act; an operator or observer is refused.
+PLAN_APPROVER_ROLES: tuple[str, ...] = ("physicist",)
+# plans logged before their data named the nuclide
+_NUCLIDE_OF_COMPONENT = {"theranostics.plan_y90": "Y-90", "theranostics.plan_ho166": "Ho-166",
+                         "theranostics.plan_lu177": "Lu-177"}
+_DOSE_ROWS = (("perfused_liver_gy", "perfused liver (prescribed)"), ("tumour_gy", "tumour"),
+              ("normal_liver_gy", "normal liver"), ("lung_gy", "lung"), ("kidney_gy_next", "kidneys this cycle"))
+
+
+def plan_summary(record: Any) -> tuple[tuple[str, str], ...]:
+    """What a physicist reads before signing a plan off, as (label, text) rows, from the plan's logged data.
+
+    Nuclide; activity in MBq with its standard error (Y-90, Ho-166) or its range (Lu-177); the
+    absorbed doses in Gy; the limits it was checked against and whether they hold; the patient
+    profile; the confidence that the limits hold.
+    """
+    data = record.data
+
+    def num(key: str) -> float | None:
+        value = data.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    rows = [("nuclide", str(data.get("nuclide") or _NUCLIDE_OF_COMPONENT.get(record.component, "not recorded")))]
+    activity = num("activity_gbq")
+    if activity is not None:
+        se, low, high = num("activity_se_gbq"), num("activity_low_gbq"), num("activity_high_gbq")
+        text = f"{1000 * activity:.0f}" + (f" ± {1000 * se:.0f}" if se else "") + " MBq"
+        if low is not None and high is not None:
+            text += f" (range {1000 * low:.0f}-{1000 * high:.0f} MBq)" if high >= 0 else f" (at least {1000 * low:.0f})"
+        rows.append(("activity", f"{text} = {activity:.2f} GBq"))
+    doses = []
+    for key, label in _DOSE_ROWS:
+        gy = num(key)
+        if gy is not None:
+            se = num(key.removesuffix("_gy") + "_se_gy")
+            doses.append(f"{label} {gy:.1f}" + (f" ± {se:.1f}" if se else "") + " Gy")
+    if doses:
+        rows.append(("absorbed dose", "; ".join(doses)))
+    limits = []
+    lung, lung_limit = num("lung_gy"), num("lung_limit_gy")
+    if lung is not None and lung_limit is not None:
+        limits.append(f"lung {lung:.1f} Gy <= {lung_limit:.0f} Gy per treatment")
+    bed, bed_limit = num("bed_total_gy"), num("bed_limit_gy")
+    if bed is not None and bed_limit is not None:
+        limits.append(f"cumulative kidney BED {bed:.1f} Gy <= {bed_limit:.0f} Gy")
+    lsf = num("lung_shunt_fraction")
+    if lsf is not None:
+        lsf_se = num("lung_shunt_se")
+        limits.append(f"lung shunt {100 * lsf:.1f}" + (f" ± {100 * lsf_se:.2g}" if lsf_se else "") + " %")
+    ok = data.get("limits_ok")
+    verdict = "" if not isinstance(ok, bool) else ("met" if ok else "NOT MET")
+    if limits or verdict:
+        rows.append(("limits", "; ".join(limits) + (f": {verdict}" if limits and verdict else verdict)))
+    rows.append(("profile", str(data.get("profile") or "not recorded")))
+    rows.append(("confidence", f"{record.confidence:.2f} (probability that the limits hold)"))
+    return tuple(rows)
+
+
+def open_plan_review(path: Path, *, session_id: str) -> Any:
+    """A supervised session on the plans awaiting approval in the audit log at ``path``.
+
+    Each plan that ``igikit plan ... --audit`` appended and no approve, veto or override has
+    answered waits in the session (:meth:`~igikit.supervise.session.SupervisedSession.restore_proposal`)
+    with its :func:`plan_summary`, for a physicist; the answer is appended to the same log and names
+    the plan's ``seq``, so an answered plan no longer waits when the log is opened again. The
+    session's audit log is open: close it (``session.audit.close()``) when done.
+
+    Raises
+    ------
+    InputError
+        When the file is missing or not an igikit audit log, fails its hash-chain check, or holds
+        no plan awaiting approval.
+    """
+    from igikit.supervise.audit import AuditLog
+    from igikit.supervise.session import SupervisedSession, unanswered_proposals
+
+    audit = AuditLog(path, create=False)
+    try:
+        check = audit.verify()
+        if not check.ok:
+            raise InputError(f"fails its hash-chain check ({check.reason}); see igikit audit verify", path)
+        waiting = unanswered_proposals(audit, decision=PLAN_DECISION)
+        if not waiting:
+            if not any(getattr(e.record, "decision", None) == PLAN_DECISION for e in audit.records()):
+                raise InputError("holds no plan proposal (igikit plan ... --audit appends one)", path)
+            raise InputError("no plan awaits approval: every plan in it was approved, vetoed or overridden "
+                             "(igikit audit show lists them)", path)
+        session = SupervisedSession(audit, workflow="theranostics", session_id=session_id, level=1)
+        for seq, record in waiting:
+            session.restore_proposal(seq, approver_roles=PLAN_APPROVER_ROLES, summary=plan_summary(record))
+        return session
+    except BaseException:
+        audit.close()
+        raise
+
+
 def _finish(args: argparse.Namespace, payload: dict[str, Any], record: Any, lines: list[str]) -> int:
     payload["decision"] = record.to_dict()
     if args.audit is not None:
@@ -226,7 +324,8 @@ def run_plan_y90(args: argparse.Namespace) -> int:
         explanation += f"; {bsa.explanation()}"
     explanation += f"; profile {profile.name}"
     confidence = _confidence(plan.lung_gy, float(sd[2]), limit, lsf, float(sd[4]), lsf_max)
-    data = {"activity_gbq": plan.activity_gbq, "activity_se_gbq": float(sd[0]), "tumour_gy": plan.tumour_gy,
+    data = {"nuclide": "Y-90", "activity_gbq": plan.activity_gbq, "activity_se_gbq": float(sd[0]),
+            "tumour_gy": plan.tumour_gy,
             "tumour_se_gy": float(sd[1]), "normal_liver_gy": plan.normal_liver_gy, "lung_gy": plan.lung_gy,
             "lung_se_gy": float(sd[2]), "lung_limit_gy": limit, "tn_ratio": tn, "tn_se": float(sd[3]),
             "lung_shunt_fraction": lsf, "lung_shunt_se": float(sd[4]), "limits_ok": plan.limits_ok,
@@ -335,7 +434,7 @@ def run_plan_ho166(args: argparse.Namespace) -> int:
                    f"{100 * sd[5]:.2g}%; perfused liver {rho_kg_ml * (x_arr[0] + x_arr[1]):.2f} kg; "
                    f"profile {profile.name}")
     confidence = _confidence(plan.lung_gy, plan.lung_se_gy, limit, lsf, float(sd[5]), lsf_max)
-    data = {"activity_gbq": plan.activity_gbq, "activity_se_gbq": plan.activity_se_gbq,
+    data = {"nuclide": "Ho-166", "activity_gbq": plan.activity_gbq, "activity_se_gbq": plan.activity_se_gbq,
             "perfused_liver_gy": prescribed, "tumour_gy": plan.tumour_gy, "tumour_se_gy": plan.tumour_se_gy,
             "normal_liver_gy": plan.normal_liver_gy, "normal_liver_se_gy": plan.normal_liver_se_gy,
             "lung_gy": plan.lung_gy, "lung_se_gy": plan.lung_se_gy, "lung_limit_gy": limit, "tn_ratio": tn,
