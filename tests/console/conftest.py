@@ -1,10 +1,20 @@
-"""A small recorded session shaped like a gating workflow's, users of each role, and a running console."""
+"""A small recorded session shaped like a gating workflow's, users of each role, a running console, and
+a console served by a command in its own process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -122,3 +132,66 @@ def running_console(
         server.stop()
         audit.close()
         store.close()
+
+
+@dataclass
+class ServedProcess:
+    """A console served by a command in its own process: its address, output folder and printed lines so far."""
+
+    url: str
+    out_dir: Path
+    lines: list[str]
+
+
+@contextlib.contextmanager
+def served_process(argv: Sequence[str], out_dir: Path, *, start_timeout_s: float = 60.0,
+                   stop_timeout_s: float = 60.0) -> Iterator[ServedProcess]:
+    """Run ``argv`` (a command that serves the console) as a user runs it; yield once the console accepts connections.
+
+    The address comes from the command's ``igikit console: URL`` line, printed just before the server
+    binds its port, so the port is then polled until it accepts a connection. At the end: Ctrl-C
+    (SIGINT), after which the command must exit with code 0.
+    """
+    proc = subprocess.Popen(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(x.rstrip("\n") for x in proc.stdout), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        url = _wait_until_served(proc, lines, time.monotonic() + start_timeout_s)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    try:
+        yield ServedProcess(url, out_dir, lines)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(timeout=5)
+    assert code == 0, "\n".join(lines)
+
+
+def _wait_until_served(proc: subprocess.Popen[str], lines: list[str], deadline: float) -> str:
+    """The console's URL once its port accepts a connection (fails if the command ends or the deadline passes)."""
+    url = None
+    while url is None:
+        assert proc.poll() is None and time.monotonic() < deadline, "\n".join(lines)
+        found = [re.search(r"igikit console: (http://\S+)", line) for line in list(lines)]
+        url = next((m.group(1) for m in found if m), None)
+        time.sleep(0.1)
+    where = urlsplit(url)
+    assert where.hostname is not None and where.port is not None, url
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, "\n".join(lines)
+        try:
+            socket.create_connection((where.hostname, where.port), timeout=1.0).close()
+            return url
+        except OSError:
+            time.sleep(0.1)

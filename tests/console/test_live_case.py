@@ -6,13 +6,7 @@ Screenshots go to test-output/console/."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import signal
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +16,7 @@ from igikit.io.trackrad import write_case
 from igikit.sim import CinePhantomSpec, make_case
 from igikit.supervise import AuditLog, HumanAction
 
+from .conftest import ServedProcess, served_process
 from .test_browser import SHOTS, browser, open_as, poll  # noqa: F401  (browser is a fixture)
 
 DROPOUT_FRAME = 14  # a blank frame: tracking confidence falls, level 3 hands over to the human
@@ -39,15 +34,8 @@ def live_case(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_case(tmp_path_factory.mktemp("live"), dataclasses.replace(case, frames=frames))
 
 
-@dataclasses.dataclass
-class Served:
-    url: str
-    out_dir: Path
-    lines: list[str]
-
-
 @pytest.fixture(scope="module")
-def served(live_case: Path, users_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(live_case: Path, users_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedProcess]:
     from igikit.console.server import free_port
 
     out_dir = tmp_path_factory.mktemp("served") / "run"
@@ -55,33 +43,11 @@ def served(live_case: Path, users_path: Path, tmp_path_factory: pytest.TempPathF
         sys.executable, "-m", "igikit.cli", "console", "--case", str(live_case), "--users", str(users_path),
         "--port", str(free_port()), "--out-dir", str(out_dir), "--margin-mm", "4",
     ]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(x.rstrip("\n") for x in proc.stdout), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    deadline = time.monotonic() + 60
-    url = None
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        found = [re.search(r"igikit console: (http://\S+)", line) for line in list(lines)]
-        url = next((m.group(1) for m in found if m), None)
-        time.sleep(0.1)
-    assert url, "\n".join(lines)
-    try:
-        yield Served(url, out_dir, lines)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        reader.join(timeout=5)
-        assert code == 0, "\n".join(lines)
+    with served_process(argv, out_dir) as served:
+        yield served
 
 
-def test_live_case_runs_the_real_gate_and_an_alert_waits_for_the_operator(browser, served: Served) -> None:  # noqa: F811
+def test_live_case_runs_the_real_gate_and_an_alert_waits_for_the_operator(browser, served: ServedProcess) -> None:  # noqa: F811
     context, page = open_as(browser, served.url, "olivia")
     try:
         assert "live gating: LIVE" in page.inner_text("#title")

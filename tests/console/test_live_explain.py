@@ -10,21 +10,14 @@ the network has trained, so the stream drops the frames that arrive meanwhile.""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
-import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import PASSWORDS
+from .conftest import PASSWORDS, ServedProcess, served_process
 
 with warnings.catch_warnings():  # starlette suggests httpx2 over httpx; httpx works
     warnings.simplefilter("ignore")
@@ -48,13 +41,6 @@ sys.exit(serve_gating(case, label, settings, SupervisionSettings(headless=False)
 """
 
 
-@dataclasses.dataclass
-class Served:
-    url: str
-    out_dir: Path
-    lines: list[str]
-
-
 @pytest.fixture(scope="module")
 def phantom_case(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from igikit.io.trackrad import write_case
@@ -67,48 +53,19 @@ def phantom_case(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return write_case(tmp_path_factory.mktemp("explain-case"), make_case(spec, data_dir))
 
 
-@contextlib.contextmanager
-def serving(case_dir: Path, method: str, out_dir: Path, users_path: Path) -> Iterator[Served]:
+def serving(
+    case_dir: Path, method: str, out_dir: Path, users_path: Path
+) -> contextlib.AbstractContextManager[ServedProcess]:
     """``serve_gating`` in its own process (as a user runs it); Ctrl-C at the end, which must exit 0."""
     from igikit.console.server import free_port
 
     argv = [sys.executable, "-c", SERVE, str(case_dir), method, str(out_dir), str(free_port()), str(users_path)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(x.rstrip("\n") for x in proc.stdout), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    deadline = time.monotonic() + 60
-    url = None
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        found = [re.search(r"igikit console: (http://\S+)", line) for line in list(lines)]
-        url = next((m.group(1) for m in found if m), None)
-        time.sleep(0.1)
-    assert url, "\n".join(lines)
-    try:
-        yield Served(url, out_dir, lines)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        reader.join(timeout=5)
-    assert code == 0, "\n".join(lines)
+    return served_process(argv, out_dir)
 
 
 def login(url: str, name: str) -> tuple[httpx.Client, dict[str, str], dict[str, object]]:
     client = httpx.Client(base_url=url, timeout=180)
-    deadline = time.monotonic() + 30
-    while True:  # the URL is printed just before the server binds its port
-        try:
-            r = client.post("/api/login", json={"name": name, "password": PASSWORDS[name]})
-            break
-        except httpx.ConnectError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    r = client.post("/api/login", json={"name": name, "password": PASSWORDS[name]})
     assert r.status_code == 200, r.text
     return client, {"X-CSRF-Token": r.json()["csrf"]}, r.json()
 

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from igikit.errors import InputError
-from igikit.workflows.mrgrt.tracking import TemplateTracker, Tracker, TrackResult
+from igikit.workflows.mrgrt.tracking import TemplateTracker, Tracker, TrackResult, robust_consensus
 
 MEMBERS = ("template", "registration", "ai")
 
@@ -199,16 +199,7 @@ class MemberFusion:
         prior = base * found * self.reliability * np.maximum(conf, 1e-3)
         if prior.sum() <= 0:
             prior = np.array([0.0, 1.0, 0.0])
-        fused = (prior[:, None] * cents).sum(axis=0) / prior.sum()
-        w = prior
-        for _ in range(5):  # iteratively reweighted mean: members far from the consensus count less
-            d = np.linalg.norm(cents - fused, axis=1)
-            w = prior * np.exp(-((d / cfg.agreement_mm) ** 2))
-            if w.sum() <= 1e-12 * prior.sum():
-                w = prior
-            fused = (w[:, None] * cents).sum(axis=0) / w.sum()
-        d = np.linalg.norm(cents - fused, axis=1)
-        near = np.exp(-((d / cfg.agreement_mm) ** 2))
+        fused, w, d, near = robust_consensus(cents, prior, cfg.agreement_mm)
 
         spacing = np.asarray(self.spacing)
         shape_w = np.array([0.0, w[1], w[2] * cfg.ai_shape_weight / max(cfg.ai_weight, 1e-12)])

@@ -10,9 +10,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from igikit.errors import InputError
+
+if TYPE_CHECKING:
+    from igikit.console.users import UserStore
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +109,88 @@ class ConsoleServer:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+#: The login a served demo makes in its output folder: name and role (its password is random and printed).
+DEMO_USER = ("demo", "physicist")
+
+
+@dataclass
+class ConsoleAccess:
+    """Where a served run's console listens and who may log in; made by :func:`console_access`.
+
+    Attributes
+    ----------
+    host, port
+        Where to serve (``port`` free when chosen).
+    port_note
+        Why ``port`` is not the one asked for ("" when it is).
+    store
+        The users file (close it when the console stops).
+    secret
+        The console's session secret.
+    demo_password
+        The demo user's password ("" when the install's users log in).
+    """
+
+    host: str
+    port: int
+    port_note: str
+    store: UserStore
+    secret: bytes
+    demo_password: str = ""
+
+    def server(self, app: Any, *, audit_path: Path, about: str = "", login_note: str = "") -> ConsoleServer:
+        """The :class:`ConsoleServer` for ``app``, after printing where it serves and, for a demo, the login.
+
+        Printed: the port note, a warning (stderr) when serving beyond this machine, then
+        ``igikit console: URL  (ABOUT; audit log AUDIT_PATH); Ctrl-C to stop`` and, for a demo,
+        ``log in as: NAME / PASSWORD  (LOGIN_NOTE)``.
+        """
+        server = ConsoleServer(app, host=self.host, port=self.port)
+        if self.port_note:
+            print(self.port_note, flush=True)
+        if not is_loopback(self.host):
+            print(f"warning: serving on {self.host}, beyond this machine, over plain HTTP", file=sys.stderr)
+        where = f"{about}; audit log {audit_path}" if about else f"audit log {audit_path}"
+        print(f"igikit console: {server.url}  ({where}); Ctrl-C to stop", flush=True)
+        if self.demo_password:
+            note = f"  ({login_note})" if login_note else ""
+            print(f"log in as: {DEMO_USER[0]} / {self.demo_password}{note}", flush=True)
+        return server
+
+
+def console_access(
+    host: str, port: int, *, demo_dir: Path | None = None, users_path: Path | None = None
+) -> ConsoleAccess:
+    """Choose the port (:func:`choose_port`) and open who may log in to a served run.
+
+    With ``demo_dir``: a users file and session secret inside it (``users.db``, ``console.secret``)
+    holding :data:`DEMO_USER` with a random password, kept when an earlier demo there made it.
+    Else the install's users (``users_path``, default ``~/.igikit/users.db``; a warning on stderr
+    when it holds none) and the secret beside them.
+    """
+    import secrets
+
+    from igikit.console.users import SECRET_FILE, USERS_FILE, UserStore, default_users_path, load_secret
+
+    chosen, why = choose_port(host, port)
+    password = ""
+    if demo_dir is not None:
+        store = UserStore(demo_dir / USERS_FILE, create=True)
+        if store.get(DEMO_USER[0]) is None:
+            password = secrets.token_urlsafe(12)
+            store.add(DEMO_USER[0], DEMO_USER[1], password)
+        else:
+            password = "(unchanged: an earlier demo in this folder set it)"
+        secret = load_secret(demo_dir / SECRET_FILE)
+    else:
+        store = UserStore(users_path or default_users_path(), create=True)
+        if not store.list():
+            print(f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator",
+                  file=sys.stderr)
+        secret = load_secret(store.path.parent / SECRET_FILE)
+    return ConsoleAccess(host, chosen, why, store, secret, password)
 
 
 def serve_while(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from igikit.errors import InputError
@@ -78,3 +78,18 @@ def make_dirs(path: Path) -> list[Path]:
         p = p.parent
     path.mkdir(parents=True, exist_ok=True)
     return created
+
+
+def remove_outputs(files: Iterable[Path], folders: Iterable[Path]) -> None:
+    """Remove what a failed run wrote: ``files`` (with SQLite's ``-wal`` / ``-shm`` beside them), then ``folders``.
+
+    Only the files named are removed; a folder is removed only when it is then empty (``folders``
+    as :func:`make_dirs` returns them, deepest first), never one holding someone else's files.
+    """
+    for path in files:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{path}{suffix}").unlink()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -15,6 +15,7 @@ from igikit.workflows.mrgrt.tracking import (
     Tracker,
     TrackResult,
     make_tracker,
+    robust_consensus,
     track_sequence,
 )
 
@@ -163,6 +164,20 @@ class _Liar(Tracker):
         if self.t >= self.after:
             soft = np.roll(soft, round(15.0 / self.spacing[0]), axis=1)
         return self.result(soft, 0.95)
+
+
+def test_robust_consensus_discounts_an_outlier_and_keeps_the_prior_when_all_disagree() -> None:
+    cents = np.array([[10.0, 20.0], [10.4, 20.0], [30.0, 20.0]])  # two members agree, one is 20 mm away
+    prior = np.array([1.0, 1.0, 1.0])
+    c = robust_consensus(cents, prior, agreement_mm=3.0)
+    assert np.allclose(c.position_mm, [10.2, 20.0], atol=1e-6)  # the plain mean would be 16.8
+    assert c.weights[2] < 1e-12 * c.weights[0]
+    assert np.allclose(c.offset_mm, [0.2, 0.2, 19.8], atol=1e-6)
+    assert np.allclose(c.nearness, np.exp(-((c.offset_mm / 3.0) ** 2)))
+    # every member far from every other: no one is discounted, the prior-weighted mean stays
+    far = np.array([[0.0, 0.0], [100.0, 0.0]])
+    c = robust_consensus(far, np.array([3.0, 1.0]), agreement_mm=1.0)
+    assert np.array_equal(c.weights, [3.0, 1.0]) and np.allclose(c.position_mm, [25.0, 0.0])
 
 
 def test_ensemble_confidence_falls_when_members_disagree_and_the_majority_wins(moving_case) -> None:

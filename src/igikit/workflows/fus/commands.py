@@ -278,12 +278,10 @@ def _serve_fus(args: argparse.Namespace, plan: Any) -> int:
     when it ends, and the console keeps serving the session (its log, its audit trail) until Ctrl-C,
     which also stops a sonication still running (power 0, then cooling computed without pacing).
     """
-    import sys
     import threading
 
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port, is_loopback, serve_while
-    from igikit.console.users import SECRET_FILE, UserStore, default_users_path, load_secret
+    from igikit.console.server import console_access, serve_while
     from igikit.supervise.audit import AuditLog
     from igikit.supervise.autonomy import AutonomyPolicy
     from igikit.supervise.session import SupervisedSession
@@ -298,13 +296,8 @@ def _serve_fus(args: argparse.Namespace, plan: Any) -> int:
         raise InputError(f"--near-limit-c must be 0 or more, got {args.near_limit_c}")
     if (args.out / "audit.db").exists():
         raise InputError("already exists; choose another --out", args.out / "audit.db")
-    chosen, why = choose_port(args.host, args.port)
-    store = UserStore(args.users or default_users_path(), create=True)
-    if not store.list():
-        print(
-            f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator", file=sys.stderr
-        )
-    secret = load_secret(store.path.parent / SECRET_FILE)
+    access = console_access(args.host, args.port, users_path=args.users)
+    store = access.store
     args.out.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(args.out / "audit.db")
     session = SupervisedSession(
@@ -317,13 +310,8 @@ def _serve_fus(args: argparse.Namespace, plan: Any) -> int:
     )
     stop = threading.Event()
     title = f"MR-guided FUS: {plan.name} ({args.controller.upper()}, autonomy starts at {args.autonomy})"
-    app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set)
-    server = ConsoleServer(app, host=args.host, port=chosen)
-    if why:
-        print(why, flush=True)
-    if not is_loopback(args.host):
-        print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
-    print(f"igikit console: {server.url}  (audit log {args.out / 'audit.db'}); Ctrl-C to stop", flush=True)
+    app = create_app(session, store, secret=access.secret, title=title, on_shutdown=stop.set)
+    server = access.server(app, audit_path=args.out / "audit.db")
     pace = "as fast as computed" if args.speed == 0 else f"at {args.speed:g} x real time"
     print(f"{plan.name}: {args.controller.upper()} sonication {pace}, {plan.frame_interval_s:g} s frames", flush=True)
     supervision = SonicationSupervision(

@@ -1,39 +1,7 @@
-"""MR-linac motion management: latency-compensating respiratory motion prediction."""
+"""MR-linac motion management: latency-compensating respiratory motion prediction.
 
-from igikit.workflows.mrgrt.prediction import (
-    BEST_METHOD,
-    METHODS,
-    AnalogueForecaster,
-    KalmanPredictor,
-    LastValuePredictor,
-    OnlineEnsemblePredictor,
-    PredictionMetrics,
-    Predictor,
-    RLSPredictor,
-    SlidingLinearRegression,
-    evaluate,
-    make_predictor,
-    predict_trace,
-    resolve_method,
-    run_predictor,
-    truth_at_horizon,
-)
+The package's public names are those of :mod:`igikit.workflows.mrgrt.prediction` (its ``__all__``).
+"""
 
-__all__ = [
-    "BEST_METHOD",
-    "METHODS",
-    "AnalogueForecaster",
-    "KalmanPredictor",
-    "LastValuePredictor",
-    "OnlineEnsemblePredictor",
-    "PredictionMetrics",
-    "Predictor",
-    "RLSPredictor",
-    "SlidingLinearRegression",
-    "evaluate",
-    "make_predictor",
-    "predict_trace",
-    "resolve_method",
-    "run_predictor",
-    "truth_at_horizon",
-]
+from igikit.workflows.mrgrt.prediction import *  # noqa: F403  (re-exported: the package's public names)
+from igikit.workflows.mrgrt.prediction import __all__ as __all__

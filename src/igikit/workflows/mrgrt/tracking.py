@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import cv2
 import numpy as np
@@ -329,6 +329,38 @@ class RegistrationTracker(Tracker):
         return res
 
 
+class Consensus(NamedTuple):
+    """Where a set of members agree the target is (:func:`robust_consensus`)."""
+
+    #: The consensus position (mm, the members' centroid coordinates).
+    position_mm: np.ndarray
+    #: Each member's final weight: its prior times how near it is to the consensus.
+    weights: np.ndarray
+    #: Each member's distance from the consensus (mm).
+    offset_mm: np.ndarray
+    #: exp(-(offset / agreement)^2) per member: 1 on the consensus, exp(-1) at ``agreement_mm``.
+    nearness: np.ndarray
+
+
+def robust_consensus(centroids_mm: np.ndarray, prior: np.ndarray, agreement_mm: float) -> Consensus:
+    """The members' consensus position: an iteratively reweighted mean of ``centroids_mm`` (n, 2).
+
+    Starting from the ``prior``-weighted mean, five times each member's weight becomes its prior
+    times exp(-(distance to the mean / ``agreement_mm``)^2), so members far from the others count
+    less; when every member is that far, the prior weights stay. ``prior`` must have a positive sum.
+    """
+    fused = (prior[:, None] * centroids_mm).sum(axis=0) / prior.sum()
+    w = prior
+    for _ in range(5):
+        d = np.linalg.norm(centroids_mm - fused, axis=1)
+        w = prior * np.exp(-((d / agreement_mm) ** 2))
+        if w.sum() <= 1e-12 * prior.sum():
+            w = prior
+        fused = (w[:, None] * centroids_mm).sum(axis=0) / w.sum()
+    d = np.linalg.norm(centroids_mm - fused, axis=1)
+    return Consensus(fused, w, d, np.exp(-((d / agreement_mm) ** 2)))
+
+
 class EnsembleTracker(Tracker):
     """Trackers voting on the target's position; the deformable ones give its shape.
 
@@ -389,16 +421,7 @@ class EnsembleTracker(Tracker):
         conf = np.array([r.confidence for r in results])
         rigid = np.array([r.details.get("rigid", 0.0) >= 0.5 for r in results])
         prior = np.where(rigid, self.rigid_weight, 1.0) * self.reliability * np.maximum(conf, 1e-3)
-        fused = (prior[:, None] * cents).sum(axis=0) / prior.sum()
-        w = prior
-        for _ in range(5):  # iteratively reweighted mean: members far from the consensus count less
-            d = np.linalg.norm(cents - fused, axis=1)
-            w = prior * np.exp(-((d / self.agreement_mm) ** 2))
-            if w.sum() <= 1e-12 * prior.sum():
-                w = prior
-            fused = (w[:, None] * cents).sum(axis=0) / w.sum()
-        d = np.linalg.norm(cents - fused, axis=1)
-        near = np.exp(-((d / self.agreement_mm) ** 2))
+        fused, w, d, near = robust_consensus(cents, prior, self.agreement_mm)
 
         shape_w = np.where(rigid, 0.0, w)
         if shape_w.sum() <= 0.05 * w.sum():

@@ -65,7 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import yaml
 
     from igikit.core.paths import data_dir
-    from igikit.io.atomic import atomic_path
+    from igikit.io.atomic import atomic_path, remove_outputs
     from igikit.io.image import write_image
     from igikit.register.pivot import pivot_calibration
     from igikit.sim.liver import LABELS, liver_phantom
@@ -81,7 +81,6 @@ def run_demo(args: argparse.Namespace) -> int:
         execute_navigation,
         open_navigation_session,
         print_summary,
-        remove_outputs,
         serve_navigation,
         simulated_fiducials,
     )
@@ -230,7 +229,7 @@ def run_demo(args: argparse.Namespace) -> int:
         finally:
             session.audit.close()
     except BaseException:
-        remove_outputs(out_dir, created, inputs + outputs)
+        remove_outputs([out_dir / name for name in inputs + outputs], created)
         raise
     print_summary(facts)
     return 0

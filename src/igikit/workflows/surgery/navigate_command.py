@@ -27,11 +27,9 @@ Plan file::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import math
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,7 +50,6 @@ if TYPE_CHECKING:
 REPORT_FILE = "report.html"
 USERS_FILE = "users.db"
 SECRET_FILE = "console.secret"
-DEMO_USER = ("demo", "physicist")
 
 
 def default_tracker_from_image() -> np.ndarray:
@@ -361,17 +358,6 @@ def _prepare_out_dir(out_dir: Path, extra: tuple[str, ...] = ()) -> list[Path]:
     return make_dirs(out_dir)
 
 
-def remove_outputs(out_dir: Path, created: list[Path], names: tuple[str, ...]) -> None:
-    """Remove what a failed run wrote (only those files), and the folders it made when empty."""
-    for name in names:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                Path(f"{out_dir / name}{suffix}").unlink()
-    for folder in created:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
 def _check_args(args: argparse.Namespace) -> None:
     for what, v, lo in (
         ("--fle-mm", args.fle_mm, 0.0),
@@ -457,6 +443,7 @@ def _source(
 
 def run_navigate(args: argparse.Namespace) -> int:
     """Run ``igikit navigate`` (see :func:`register`); returns the exit code."""
+    from igikit.io.atomic import remove_outputs
     from igikit.workflows.surgery.files import read_points_csv
     from igikit.workflows.surgery.navigate import AUDIT_FILE, SESSION_FILE
     from igikit.workflows.surgery.navigation import PatientRegistration
@@ -521,7 +508,7 @@ def run_navigate(args: argparse.Namespace) -> int:
             session.audit.close()
     except BaseException:
         if not args.console:
-            remove_outputs(out_dir, created, (SESSION_FILE, AUDIT_FILE, REPORT_FILE))
+            remove_outputs([out_dir / name for name in (SESSION_FILE, AUDIT_FILE, REPORT_FILE)], created)
         raise
     finally:
         if endpoint is not None:
@@ -550,38 +537,18 @@ def serve_navigation(
     Ctrl-C. ``demo``: a demo user (physicist, random password, printed) in a users file inside
     ``out_dir``; else the install's users (``~/.igikit/users.db``).
     """
-    import secrets
-
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port, serve_while
-    from igikit.console.users import SECRET_FILE as USERS_SECRET
-    from igikit.console.users import UserStore, default_users_path, load_secret
+    from igikit.console.server import DEMO_USER, console_access, serve_while
     from igikit.workflows.surgery.navigate import AUDIT_FILE
 
-    chosen, why = choose_port(host, port)
-    password = ""
-    if demo:
-        store = UserStore(out_dir / USERS_FILE, create=True)
-        password = secrets.token_urlsafe(12)
-        store.add(DEMO_USER[0], DEMO_USER[1], password)
-        secret = load_secret(out_dir / SECRET_FILE)
-    else:
-        store = UserStore(default_users_path(), create=True)
-        if not store.list():
-            print(
-                f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator",
-                file=sys.stderr,
-            )
-        secret = load_secret(store.path.parent / USERS_SECRET)
+    access = console_access(host, port, demo_dir=out_dir if demo else None)
+    store = access.store
     session = open_navigation_session(out_dir / AUDIT_FILE, options)
     stop = threading.Event()
-    app = create_app(session, store, secret=secret, title=run_kwargs.get("title", "navigation"), on_shutdown=stop.set)
-    server = ConsoleServer(app, host=host, port=chosen)
-    if why:
-        print(why, flush=True)
-    print(f"igikit console: {server.url}  (audit log {out_dir / AUDIT_FILE}); Ctrl-C to stop", flush=True)
-    if demo:
-        print(f"log in as: {DEMO_USER[0]} / {password}  ({DEMO_USER[1]})", flush=True)
+    app = create_app(
+        session, store, secret=access.secret, title=run_kwargs.get("title", "navigation"), on_shutdown=stop.set
+    )
+    server = access.server(app, audit_path=out_dir / AUDIT_FILE, login_note=DEMO_USER[1])
     if start_line:
         print(start_line, flush=True)
     def navigate() -> None:

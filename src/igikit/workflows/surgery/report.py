@@ -10,7 +10,6 @@ supervision did with it, the tool-stream alerts with their detection delay.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from igikit.core.figures import png_bytes, true_spans
+from igikit.core.figures import REPORT_CSS, format_value, img_tag, png_bytes, true_spans
 from igikit.io.atomic import atomic_path
 from igikit.workflows.surgery.navigation import Z95, Navigator, label_at
 
@@ -32,15 +31,7 @@ PALETTE = ("#0072B2", "#009E73", "#56B4E9", "#F0E442", "#999999")
 LEVEL_COLOURS = {"clear": "#009E73", "warning": "#E69F00", "critical": "#D55E00"}
 TARGET_COLOUR = "#CC79A7"
 
-_CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2em auto; max-width: 1180px;
-       color: #222; line-height: 1.45; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; }
-h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.note { background: #fff6e0; border-left: 4px solid #E69F00; padding: 0.5em 0.8em; }
+_CSS = REPORT_CSS + """\
 .critical { color: #B3005E; font-weight: 600; } .warning { color: #A05A00; font-weight: 600; }
 .clear { color: #007A5E; } .meta { color: #666; font-size: 0.9em; } img { max-width: 100%; }
 """
@@ -197,18 +188,6 @@ def distance_figure(run: NavigationRun, navigator: Navigator) -> bytes:
     return png_bytes(fig)
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _fmt(v: Any, digits: int = 2, unit: str = "") -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}{unit}"
-    return f"{v}{unit}"
-
-
 def _table(
     header: Sequence[str],
     rows: Sequence[Sequence[Any]],
@@ -235,25 +214,25 @@ def render_html(
     rows = [
         (
             "poses navigated",
-            f"{facts['poses']} over {_fmt(facts['duration_s'], 1, ' s')}"
-            + (f" ({_fmt(facts['rate_hz'], 1, ' Hz')})" if facts.get("rate_hz") else ""),
+            f"{facts['poses']} over {format_value(facts['duration_s'], 1, ' s')}"
+            + (f" ({format_value(facts['rate_hz'], 1, ' Hz')})" if facts.get("rate_hz") else ""),
         ),
         (
             "registration",
-            f"{reg['fiducials']} fiducials, FLE {_fmt(reg['fle_mm'], 2, ' mm')}, FRE "
-            f"{_fmt(reg['fre_mm'], 2, ' mm')}, predicted TRE at the {navigator.plan.target_name} "
-            f"{_fmt(reg['tre_at_target_mm'], 2, ' mm')}",
+            f"{reg['fiducials']} fiducials, FLE {format_value(reg['fle_mm'], 2, ' mm')}, FRE "
+            f"{format_value(reg['fre_mm'], 2, ' mm')}, predicted TRE at the {navigator.plan.target_name} "
+            f"{format_value(reg['tre_at_target_mm'], 2, ' mm')}",
         ),
         (
             "final tip",
-            f"{_fmt(final.get('target_distance_mm'), 1, ' mm')} from the {navigator.plan.target_name}, "
-            f"{_fmt(final.get('lateral_mm'), 1, ' mm')} off the planned line, tool "
-            f"{_fmt(final.get('angle_deg'), 1, ' deg')} from the planned direction",
+            f"{format_value(final.get('target_distance_mm'), 1, ' mm')} from the {navigator.plan.target_name}, "
+            f"{format_value(final.get('lateral_mm'), 1, ' mm')} off the planned line, tool "
+            f"{format_value(final.get('angle_deg'), 1, ' deg')} from the planned direction",
         ),
         (
             "update (pose in, distances and warnings out)",
-            f"median {_fmt(upd['median'], 3, ' ms')}, p99 {_fmt(upd['p99'], 3, ' ms')}, "
-            f"max {_fmt(upd['max'], 3, ' ms')}",
+            f"median {format_value(upd['median'], 3, ' ms')}, p99 {format_value(upd['p99'], 3, ' ms')}, "
+            f"max {format_value(upd['max'], 3, ' ms')}",
         ),
     ]
     for key, label in (("pivot", "tool calibration"), ("registration_detail", "fiducial registration")):
@@ -264,19 +243,19 @@ def render_html(
         rows.append(
             (
                 "tip error vs simulated truth",
-                f"RMS {_fmt(sim['tip_error_rms_mm'], 2, ' mm')} (max "
-                f"{_fmt(sim['tip_error_max_mm'], 2, ' mm')}); predicted TRE RMS "
-                f"{_fmt(sim['predicted_tre_rms_mm'], 2, ' mm')}",
+                f"RMS {format_value(sim['tip_error_rms_mm'], 2, ' mm')} (max "
+                f"{format_value(sim['tip_error_max_mm'], 2, ' mm')}); predicted TRE RMS "
+                f"{format_value(sim['predicted_tre_rms_mm'], 2, ' mm')}",
             )
         )
     struct_rows = [
         (
             name,
-            _fmt(s["min_distance_mm"], 1, " mm"),
-            _fmt(s["min_at_s"], 2, " s"),
-            _fmt(s["tre_at_min_mm"], 2, " mm"),
-            _fmt(s["warn_mm"], 1, " mm"),
-            _fmt(s["critical_mm"], 1, " mm"),
+            format_value(s["min_distance_mm"], 1, " mm"),
+            format_value(s["min_at_s"], 2, " s"),
+            format_value(s["tre_at_min_mm"], 2, " mm"),
+            format_value(s["warn_mm"], 1, " mm"),
+            format_value(s["critical_mm"], 1, " mm"),
             s["updates_warning"],
             s["updates_critical"],
         )
@@ -284,12 +263,18 @@ def render_html(
     ]
     warn = facts.get("warnings", {}).get("log", [])
     warn_rows = [
-        (_fmt(w["time_s"], 2, " s"), w["structure"], w["level"], w["explanation"], _fmt(w["confidence"], 2), w["mode"])
+        (
+            format_value(w["time_s"], 2, " s"), w["structure"], w["level"], w["explanation"],
+            format_value(w["confidence"], 2), w["mode"],
+        )
         for w in warn
     ]
     alerts = facts.get("stream_alerts", [])
     alert_rows = [
-        (a["kind"], _fmt(a["detected_after_ms"], 0, " ms"), _fmt(a["limit_ms"], 0, " ms"), a["frame_id"])
+        (
+            a["kind"], format_value(a["detected_after_ms"], 0, " ms"), format_value(a["limit_ms"], 0, " ms"),
+            a["frame_id"],
+        )
         for a in alerts
     ]
     audit = facts.get("audit_log", {})
@@ -309,9 +294,9 @@ def render_html(
 <h2>Summary</h2>
 {_table(("what", "value"), rows)}
 <h2>Trajectory</h2>
-{_img(figures["trajectory"], "trajectory")}
+{img_tag(figures["trajectory"], "trajectory")}
 <h2>Distances over time</h2>
-{_img(figures["distances"], "distances")}
+{img_tag(figures["distances"], "distances")}
 <h2>Structures</h2>
 {
         _table(

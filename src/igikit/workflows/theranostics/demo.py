@@ -30,7 +30,6 @@ from igikit.errors import InputError
 #: Scan times of the Lu-177 phantom (h after administration): the four-time-point schedule.
 LU177_TIMES_H = (4.0, 24.0, 96.0, 168.0)
 AUDIT_FILE = "audit.db"
-DEMO_USER = ("demo", "physicist")
 
 
 def _plan_args(**kw: Any) -> argparse.Namespace:
@@ -179,34 +178,20 @@ def _write_index(path: Path, rows: list[tuple[Any, ...]], lu_plan: dict[str, Any
 
 def _serve(out_dir: Path, audit_path: Path, ho_plan: dict[str, Any], port: int) -> int:
     """Serve the Ho-166 plan as a proposal in the supervisor's console until Ctrl-C."""
-    import secrets
-
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port
-    from igikit.console.users import UserStore, load_secret
+    from igikit.console.server import console_access
     from igikit.supervise.audit import AuditLog
     from igikit.supervise.records import DecisionRecord
     from igikit.supervise.session import SupervisedSession
 
-    store = UserStore(out_dir / "users.db", create=True)
-    password = secrets.token_urlsafe(12)
-    if not any(u.name == DEMO_USER[0] for u in store.list()):
-        store.add(DEMO_USER[0], DEMO_USER[1], password)
-    else:
-        password = "(unchanged: an earlier demo in this folder set it)"
-    secret = load_secret(out_dir / "console.secret")
+    access = console_access("127.0.0.1", port, demo_dir=out_dir)
+    store = access.store
     audit = AuditLog(audit_path)
     session = SupervisedSession(audit, workflow="theranostics", session_id=out_dir.name, level=1)
     record = DecisionRecord.from_dict({**ho_plan["decision"], "session_id": out_dir.name})
     session.submit(record)
-    chosen, why = choose_port("127.0.0.1", port)
-    app = create_app(session, store, secret=secret, title="Ho-166 plan: a proposal awaiting approval")
-    server = ConsoleServer(app, host="127.0.0.1", port=chosen)
-    if why:
-        print(why, flush=True)
-    print(f"igikit console: {server.url}  (the Ho-166 plan awaits approval; audit log {audit_path}); Ctrl-C to stop",
-          flush=True)
-    print(f"log in as: {DEMO_USER[0]} / {password}", flush=True)
+    app = create_app(session, store, secret=access.secret, title="Ho-166 plan: a proposal awaiting approval")
+    server = access.server(app, audit_path=audit_path, about="the Ho-166 plan awaits approval")
     try:
         server.run()
     finally:
