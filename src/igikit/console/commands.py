@@ -184,43 +184,17 @@ def _cmd_case(args: argparse.Namespace) -> int:
 
 def _cmd_proposals(args: argparse.Namespace) -> int:
     """``igikit console --proposals``: the plans awaiting a physicist's approval in an audit log."""
-    from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port, is_loopback
-    from igikit.console.users import SECRET_FILE, load_secret
-    from igikit.workflows.theranostics.plan_commands import PLAN_APPROVER_ROLES, open_plan_review
+    from igikit.workflows.theranostics.plan_commands import serve_plan_review
 
     for option in ("audit", "autonomy", "loop", "rate_hz", "target", "out_dir", "fast", "max_frames", "margin_mm"):
         if getattr(args, option) not in (None, False):
             raise InputError(f"--{option.replace('_', '-')} does not apply to --proposals")
     if not 0 <= args.port < 65536:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
-    # the log first: a bad one must leave no users file or secret behind
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    session = open_plan_review(args.proposals, session_id=f"plan-review-{stamp}")
-    try:
-        store = _store(args.users, create=True)
-    except BaseException:
-        session.audit.close()
-        raise
-    try:
-        if not any(u.role in PLAN_APPROVER_ROLES for u in store.list()):
-            print(f"warning: no {' or '.join(PLAN_APPROVER_ROLES)} in {store.path}, and only one may approve a "
-                  f"plan; add one with: igikit users add NAME --role {PLAN_APPROVER_ROLES[0]}", file=sys.stderr)
-        secret = load_secret(store.path.parent / SECRET_FILE)
-        n = len(session.pending())
-        what = f"{n} plan{'s' if n > 1 else ''} awaiting a physicist's approval ({args.proposals.name})"
-        app = create_app(session, store, secret=secret, title=what)
-        port, why = choose_port(args.host, args.port)
-        server = ConsoleServer(app, host=args.host, port=port)
-        if why:
-            print(why, flush=True)
-        if not is_loopback(args.host):
-            print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
-        print(f"igikit console: {server.url}  ({what}; answers go to {args.proposals}); Ctrl-C to stop", flush=True)
-        server.run()
-    finally:
-        session.audit.close()
-        store.close()
+    # the log is read before any users file or secret is created: a bad one leaves neither behind
+    serve_plan_review(args.proposals, session_id=f"plan-review-{stamp}", host=args.host, port=args.port,
+                      users_path=args.users)
     return 0
 
 
@@ -231,8 +205,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         return _cmd_proposals(args)
     from igikit.console.app import create_app
     from igikit.console.feed import ReplayFeed
-    from igikit.console.server import ConsoleServer, choose_port, is_loopback
-    from igikit.console.users import SECRET_FILE, load_secret
+    from igikit.console.server import console_access
     from igikit.supervise.audit import AuditLog
     from igikit.supervise.autonomy import AutonomyPolicy
     from igikit.supervise.session import SupervisedSession
@@ -248,11 +221,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     recording = read_session(args.session)
     if recording.n_frames == 0:
         raise InputError("session file holds no complete frame", args.session)
-    store = _store(args.users, create=True)
-    if not store.list():
-        hint = "add one with: igikit users add NAME --role operator"
-        print(f"warning: no users in {store.path}; {hint}", file=sys.stderr)
-    secret = load_secret(store.path.parent / SECRET_FILE)
+    access = console_access(args.host, args.port, users_path=args.users)
     audit_path = args.audit
     if audit_path is None:
         Path("out").mkdir(exist_ok=True)
@@ -267,19 +236,13 @@ def _cmd_console(args: argparse.Namespace) -> int:
         safe_values={"beam": "hold"},
     )
     feed = ReplayFeed(recording, session, loop=args.loop, rate_hz=args.rate_hz)
-    app = create_app(session, store, secret=secret, title=feed.describe(), on_shutdown=feed.stop)
-    port, why = choose_port(args.host, args.port)
-    server = ConsoleServer(app, host=args.host, port=port)
-    if why:
-        print(why, flush=True)
-    if not is_loopback(args.host):
-        print(f"warning: serving on {args.host}, beyond this machine, over plain HTTP", file=sys.stderr)
-    print(f"igikit console: {server.url}  ({feed.describe()}; audit log {audit_path}); Ctrl-C to stop", flush=True)
+    app = create_app(session, access.store, secret=access.secret, title=feed.describe(), on_shutdown=feed.stop)
+    server = access.server(app, audit_path=audit_path, about=feed.describe())
     feed.start()
     try:
         server.run()
     finally:
         feed.stop()
         audit.close()
-        store.close()
+        access.store.close()
     return 0

@@ -140,11 +140,13 @@ class ConsoleAccess:
     secret: bytes
     demo_password: str = ""
 
-    def server(self, app: Any, *, audit_path: Path, about: str = "", login_note: str = "") -> ConsoleServer:
+    def server(
+        self, app: Any, *, audit_path: Path, about: str = "", login_note: str = "", log_label: str = "audit log"
+    ) -> ConsoleServer:
         """The :class:`ConsoleServer` for ``app``, after printing where it serves and, for a demo, the login.
 
         Printed: the port note, a warning (stderr) when serving beyond this machine, then
-        ``igikit console: URL  (ABOUT; audit log AUDIT_PATH); Ctrl-C to stop`` and, for a demo,
+        ``igikit console: URL  (ABOUT; LOG_LABEL AUDIT_PATH); Ctrl-C to stop`` and, for a demo,
         ``log in as: NAME / PASSWORD  (LOGIN_NOTE)``.
         """
         server = ConsoleServer(app, host=self.host, port=self.port)
@@ -152,7 +154,7 @@ class ConsoleAccess:
             print(self.port_note, flush=True)
         if not is_loopback(self.host):
             print(f"warning: serving on {self.host}, beyond this machine, over plain HTTP", file=sys.stderr)
-        where = f"{about}; audit log {audit_path}" if about else f"audit log {audit_path}"
+        where = f"{about}; {log_label} {audit_path}" if about else f"{log_label} {audit_path}"
         print(f"igikit console: {server.url}  ({where}); Ctrl-C to stop", flush=True)
         if self.demo_password:
             note = f"  ({login_note})" if login_note else ""
@@ -161,14 +163,16 @@ class ConsoleAccess:
 
 
 def console_access(
-    host: str, port: int, *, demo_dir: Path | None = None, users_path: Path | None = None
+    host: str, port: int, *, demo_dir: Path | None = None, users_path: Path | None = None,
+    warn_no_users: bool = True,
 ) -> ConsoleAccess:
     """Choose the port (:func:`choose_port`) and open who may log in to a served run.
 
     With ``demo_dir``: a users file and session secret inside it (``users.db``, ``console.secret``)
     holding :data:`DEMO_USER` with a random password, kept when an earlier demo there made it.
     Else the install's users (``users_path``, default ``~/.igikit/users.db``; a warning on stderr
-    when it holds none) and the secret beside them.
+    when it holds none, unless ``warn_no_users`` is False because the caller checks for the role it
+    needs) and the secret beside them.
     """
     import secrets
 
@@ -186,7 +190,7 @@ def console_access(
         secret = load_secret(demo_dir / SECRET_FILE)
     else:
         store = UserStore(users_path or default_users_path(), create=True)
-        if not store.list():
+        if warn_no_users and not store.list():
             print(f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator",
                   file=sys.stderr)
         secret = load_secret(store.path.parent / SECRET_FILE)

@@ -9,7 +9,6 @@ inside the run functions: the CLI builds every parser at start.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import importlib
 import json
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from igikit.errors import InputError
-from igikit.io.atomic import atomic_path, make_dirs, refuse_existing
+from igikit.io.atomic import atomic_path, make_dirs, refuse_existing, remove_outputs
 from igikit.io.respiration import clean_trace, read_trace
 from igikit.workflows.mrgrt.prediction import (
     METHODS,
@@ -56,10 +55,10 @@ DEMO_TARGET = (90.0, 78.0, 6.0)
 DEMO_SETUP_S = 12.0
 #: The HTML report's name in the output folder.
 REPORT_FILE = "report.html"
-#: The demo's own users file and cookie secret, inside its output folder.
+#: The demo's own users file and cookie secret, inside its output folder (the names
+#: :func:`igikit.console.server.console_access` gives them).
 DEMO_USERS_FILE = "users.db"
 DEMO_SECRET_FILE = "console.secret"
-DEMO_USER = ("demo", "physicist")
 #: Tracking methods of :mod:`igikit.workflows.mrgrt.tracking` (kept light: no OpenCV import here).
 TRACKING_METHODS = ("ensemble", "registration", "template", "copy", "ai", "ensemble_ai")
 #: Methods whose answer the console explains on request (an occlusion map of the patient-specific network).
@@ -256,6 +255,23 @@ def _add_gating_options(p: argparse.ArgumentParser, *, with_threshold: bool = Tr
     p.add_argument("--max-frames", type=int, metavar="N", help="replay only the first N frames")
     p.add_argument("--out-dir", type=Path, metavar="DIR", help="output folder (default out/<command>-<timestamp>)")
     _add_supervision_options(p)
+    _add_recentre_options(p)
+
+
+def _add_recentre_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recentre", action="store_true",
+        help="measure the end-exhale baseline and propose to re-centre the gating window (with the beam aperture) "
+        "when it drifts; the autonomy level decides when a proposal takes effect (off by default)",
+    )
+    p.add_argument("--drift-threshold-mm", type=float, default=2.0,
+                   help="propose when the baseline is more than this off the window's centre (default 2)")
+    p.add_argument("--drift-persist-s", type=float, default=5.0, help="... for longer than this (s, default 5)")
+    p.add_argument("--drift-cycles", type=int, default=3,
+                   help="breathing cycles the baseline is the median of (default 3)")
+    p.add_argument("--max-shift-mm", type=float,
+                   help="hard limit on the total shift; beyond it the beam holds and a human decides "
+                   "(default: margin + 5 mm)")
 
 
 def _add_supervision_options(p: argparse.ArgumentParser) -> None:
@@ -278,6 +294,11 @@ def _settings(args: argparse.Namespace) -> GatingSettings:
         latency_ms=args.latency_ms,
         tracking_method=getattr(args, "method", None),
         predictor=getattr(args, "predictor", None),
+        recentre=getattr(args, "recentre", None),
+        drift_threshold_mm=getattr(args, "drift_threshold_mm", None),
+        drift_persist_s=getattr(args, "drift_persist_s", None),
+        drift_cycles=getattr(args, "drift_cycles", None),
+        max_shift_mm=getattr(args, "max_shift_mm", None),
     )
 
 
@@ -314,16 +335,6 @@ def _prepare_out_dir(out_dir: Path, json_path: Path | None, *, extra: tuple[str,
         if json_path.is_dir():
             raise InputError("is a folder, not a JSON file name", json_path)
     return make_dirs(out_dir)
-
-
-def _remove(paths: list[Path], folders: list[Path]) -> None:
-    for path in paths:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                Path(f"{path}{suffix}").unlink()
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only when empty: never a folder holding someone else's files
 
 
 def _execute(
@@ -367,7 +378,7 @@ def _execute(
         if json_path is not None:
             made.append(write_json(json_path, facts))
     except BaseException:
-        _remove(made, created)
+        remove_outputs(made, created)
         raise
     _print_summary(facts, run.settings.latency_ms)
     return report_path
@@ -409,6 +420,14 @@ def _print_summary(facts: dict[str, Any], latency_ms: float) -> None:
     dec = facts["decisions"]
     reasons = ", ".join(f"{k} {v}" for k, v in dec["by_reason"].items())
     print(f"decisions: {dec['total']} ({dec['beam_on']} on, {dec['hold']} hold, {dec['safety']} safety): {reasons}")
+    rec = facts.get("recentring") or {}
+    if rec:
+        final = rec["final_shift_mm"]
+        print(
+            f"re-centring: {len(rec['proposals'])} proposals, {len(rec['shifts'])} shifts took effect; window shift "
+            f"at the end SI {final[0]:+.1f} mm, AP {final[1]:+.1f} mm; {len(rec['limit_holds'])} holds beyond the "
+            f"{rec['config']['max_shift_mm']:g} mm limit"
+        )
     lat = facts["latency"]
     e2e = lat["end_to_end_ms"]
     print(
@@ -577,29 +596,14 @@ def serve_gating(
         Make a demo user (physicist, random password, printed) in a users file inside ``out_dir``
         instead of using the install's users (``users_path``, default ``~/.igikit/users.db``).
     """
-    import secrets
-    import sys
-
     from igikit.console.app import create_app
-    from igikit.console.server import ConsoleServer, choose_port, is_loopback, serve_while
-    from igikit.console.users import SECRET_FILE, UserStore, default_users_path, load_secret
+    from igikit.console.server import DEMO_USER, console_access, serve_while
     from igikit.supervise.audit import AuditLog
     from igikit.workflows.mrgrt.workflow import AUDIT_FILE, open_session
 
     _prepare_out_dir(out_dir, None, extra=(DEMO_USERS_FILE, DEMO_SECRET_FILE) if demo else ())
-    chosen, why = choose_port(host, port)
-    password = ""
-    if demo:
-        store = UserStore(out_dir / DEMO_USERS_FILE, create=True)
-        password = secrets.token_urlsafe(12)
-        store.add(DEMO_USER[0], DEMO_USER[1], password)
-        secret = load_secret(out_dir / DEMO_SECRET_FILE)
-    else:
-        store = UserStore(users_path or default_users_path(), create=True)
-        if not store.list():
-            print(f"warning: no users in {store.path}; add one with: igikit users add NAME --role operator",
-                  file=sys.stderr)
-        secret = load_secret(store.path.parent / SECRET_FILE)
+    access = console_access(host, port, demo_dir=out_dir if demo else None, users_path=users_path)
+    store = access.store
     audit = AuditLog(out_dir / AUDIT_FILE)
     session = open_session(audit, supervision, settings=settings)
     stop = threading.Event()
@@ -614,20 +618,10 @@ def serve_gating(
         "" if explainer is not None else
         f"explanations need --method ai or ensemble_ai (this run tracks with {settings.tracking_method})"
     )
-    app = create_app(session, store, secret=secret, title=title, on_shutdown=stop.set, explainer=explainer,
+    app = create_app(session, store, secret=access.secret, title=title, on_shutdown=stop.set, explainer=explainer,
                      explain_unavailable=unavailable)
-    server = ConsoleServer(app, host=host, port=chosen)
-    if why:
-        print(why, flush=True)
-    if not is_loopback(host):
-        print(f"warning: serving on {host}, beyond this machine, over plain HTTP", file=sys.stderr)
-    print(f"igikit console: {server.url}  (audit log {out_dir / AUDIT_FILE}); Ctrl-C to stop", flush=True)
-    if demo:
-        print(
-            f"log in as: {DEMO_USER[0]} / {password}  ({DEMO_USER[1]}: acknowledges, pauses, vetoes, changes the "
-            f"autonomy level; users file {store.path})",
-            flush=True,
-        )
+    role = f"{DEMO_USER[1]}: acknowledges, pauses, vetoes, changes the autonomy level; users file {store.path}"
+    server = access.server(app, audit_path=out_dir / AUDIT_FILE, login_note=role)
     if start_line:
         print(start_line, flush=True)
     def replay() -> None:

@@ -12,7 +12,9 @@ frame) with the 2D dose model of :mod:`igikit.workflows.mrgrt.dose`:
 ``no motion management``
     the beam stays on, the aperture where it was planned;
 ``gating``
-    the beam follows the gating commands (on / hold), the aperture where it was planned;
+    the beam follows the gating commands (on / hold), the aperture where it was planned, or moved
+    with the window when the window was re-centred on a drifting baseline (each command carries
+    the shift in force; the target is then judged against the moved window too);
 ``tracking``
     the beam stays on (except for safety-interlock holds) and the aperture follows the
     predicted target (MLC tracking), each aim taking effect after the system latency.
@@ -161,6 +163,8 @@ class DeliveryOutcome:
     grid_outside: np.ndarray = field(repr=False)
     prediction_rmse_mm: Mapping[str, float] = field(default_factory=dict)
     tracking_error_mm: float = float("nan")
+    #: (T, 2) shift (row, col mm) of the gating window in force on the grid (zeros: never re-centred).
+    grid_window_shift_mm: np.ndarray | None = field(default=None, repr=False)
 
     def metrics(self) -> dict[str, Any]:
         """The numbers of the report as plain JSON values."""
@@ -189,10 +193,12 @@ def _outside_share(soft: np.ndarray, outside: np.ndarray) -> float:
 
 
 def _interpolate_reference(
-    ref: ReferenceMotion, times: np.ndarray, outside: np.ndarray, spacing: np.ndarray, beyond_mm: np.ndarray
+    ref: ReferenceMotion, times: np.ndarray, outside: np.ndarray, spacing: np.ndarray, beyond_mm: np.ndarray,
+    window_shift_mm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reference centroid (row, col mm), outside share (%) and excursion beyond the boundary (mm)
-    at ``times`` (the target moved linearly between samples)."""
+    at ``times`` (the target moved linearly between samples). With ``window_shift_mm`` ((T, 2) mm)
+    the boundary stands moved by it at each time: the target is judged moved by minus that."""
     n = len(ref.time_s)
     j = np.clip(np.searchsorted(ref.time_s, times, side="right") - 1, 0, n - 1)
     nxt = np.minimum(j + 1, n - 1)
@@ -207,6 +213,8 @@ def _interpolate_reference(
     floats = ref.masks.astype(np.float32)
     for i, (jj, f) in enumerate(zip(j, frac, strict=True)):
         d = f * step[i] / spacing
+        if window_shift_mm is not None:
+            d = d - window_shift_mm[i] / spacing
         if abs(d[0]) < 1e-3 and abs(d[1]) < 1e-3:
             soft = floats[jj]
         else:
@@ -298,11 +306,16 @@ def analyse_delivery(
             f"the last frame is at {end:.2f} s (system latency {latency_s * 1e3:.0f} ms)"
         )
     times = np.arange(start, end, grid_step_s)
-    cent, share, excursion = _interpolate_reference(reference, times, outside_region, spacing, gate.distance_outside)
-    out = share > config.threshold_pct
     idx = np.searchsorted(effect_t, times, side="right") - 1
     valid = idx >= 0
     idx = np.maximum(idx, 0)
+    window = np.array([c.window_shift_mm for c in by_effect], dtype=np.float64)
+    window_shift = np.where(valid[:, None], window[idx], 0.0)
+    cent, share, excursion = _interpolate_reference(
+        reference, times, outside_region, spacing, gate.distance_outside,
+        window_shift if window_shift.any() else None,
+    )
+    out = share > config.threshold_pct
     cmd_on = np.array([c.beam_on for c in by_effect])
     cmd_safety = np.array([c.safety for c in by_effect])
     aperture = np.array([c.aperture_mm for c in by_effect], dtype=np.float64)
@@ -319,7 +332,7 @@ def analyse_delivery(
     beam_aim = _quantise(np.where(valid[:, None], aperture[idx], 0.0), spacing)
     doses = {
         "no motion management": delivered_dose(plan, target_shift, static, always_on, spacing_t),
-        "gating": delivered_dose(plan, target_shift, static, gating_on, spacing_t),
+        "gating": delivered_dose(plan, target_shift, _quantise(window_shift, spacing), gating_on, spacing_t),
         "tracking": delivered_dose(plan, target_shift, beam_aim, tracking_on, spacing_t),
     }
     target = np.asarray(first_label) > 0
@@ -383,6 +396,7 @@ def analyse_delivery(
         grid_outside=out,
         prediction_rmse_mm=rmse,
         tracking_error_mm=float(np.mean(track_err)) if track_err else float("nan"),
+        grid_window_shift_mm=window_shift,
     )
 
 

@@ -4,7 +4,8 @@ Geometry: the gating boundary is the first-frame target expanded by a margin (mm
 on while at most ``threshold_pct`` of the predicted target area lies outside it; once held, it
 resumes only when the outside share falls to ``threshold_pct - hysteresis_pct`` so that noise at the
 edge does not chatter the beam (MRIdian and Unity gate the same way, with a percentage-outside
-threshold on the tracked contour).
+threshold on the tracked contour). :meth:`Gate.recentre` translates the boundary when the breathing
+baseline has drifted and the shift was approved (:mod:`igikit.workflows.mrgrt.drift`).
 
 Safety interlocks win over geometry and over any autonomy level: the beam holds when the newest
 frame is older than its deadline, the tracking confidence is below its threshold, the source is
@@ -94,12 +95,38 @@ class Gate:
             raise InputError("the first-frame target is empty")
         self.config = config or GatingConfig()
         self.spacing = np.asarray(spacing_mm, dtype=np.float64)
-        self.boundary = ndimage.distance_transform_edt(~target, sampling=self.spacing) <= self.config.margin_mm
+        # Distance (mm) of each pixel to the planned target: the boundary is where it is <= margin.
+        self._to_target = ndimage.distance_transform_edt(~target, sampling=self.spacing)
+        #: (row, col) mm translation of the boundary from its planned position (see :meth:`recentre`).
+        self.shift_mm = np.zeros(2)
+        self._set_boundary(self._to_target <= self.config.margin_mm)
+        self.beam_on = False
+
+    def _set_boundary(self, boundary: np.ndarray) -> None:
+        self.boundary = boundary
         # Distance (mm) of each pixel outside the boundary to the boundary: how far a target edge strays.
         self.distance_outside = ndimage.distance_transform_edt(~self.boundary, sampling=self.spacing)
         # Depth (mm) of each boundary pixel inside it: the boundary shrunk by u mm is depth > u.
         self.depth_inside = ndimage.distance_transform_edt(self.boundary, sampling=self.spacing)
-        self.beam_on = False
+
+    def recentre(self, shift_mm: Sequence[float] | np.ndarray) -> None:
+        """Translate the boundary by ``shift_mm`` (row, col mm) from its planned position.
+
+        The planned target's distance map is moved sub-pixel (linear interpolation) and cut at the
+        margin again, so the moved boundary keeps the margin's shape; ``(0, 0)`` restores the plan.
+        """
+        s = np.asarray(shift_mm, dtype=np.float64)
+        if s.shape != (2,) or not np.isfinite(s).all():
+            raise InputError(f"a boundary shift is (row, col) mm, finite, got {shift_mm!r}")
+        if not s.any():
+            boundary = self._to_target <= self.config.margin_mm
+        else:
+            moved = ndimage.shift(self._to_target, s / self.spacing, order=1, mode="nearest")
+            boundary = moved <= self.config.margin_mm
+            if not boundary.any():
+                raise InputError(f"a shift of {s.tolist()} mm moves the gating boundary off the image")
+        self.shift_mm = s.copy()
+        self._set_boundary(boundary)
 
     def shrink_mm(self, uncertainty_mm: float) -> float:
         """How far the boundary shrinks for a prediction uncertainty (mm): factor x it, at most the margin."""
@@ -161,6 +188,8 @@ class Gate:
         limit = cfg.threshold_pct if self.beam_on else cfg.threshold_pct - cfg.hysteresis_pct
         on = pct <= limit
         boundary = f"the {cfg.margin_mm:.1f} mm gating boundary"
+        if self.shift_mm.any():
+            boundary += f" (re-centred SI {self.shift_mm[0]:+.1f} mm, AP {self.shift_mm[1]:+.1f} mm)"
         if shrink > 0:
             boundary += f" less {shrink:.1f} mm for the prediction uncertainty (RMS {uncertainty_mm:.1f} mm)"
         where = (f"predicted target {pct:.1f}% outside {boundary}"

@@ -37,6 +37,7 @@ from igikit.stream.operator import FRAME, Operator, OperatorSpec, Sink
 from igikit.supervise.records import DecisionRecord
 from igikit.supervise.session import Actor, FrameState, Overlay, SupervisedSession
 from igikit.workflows.mrgrt.confidence import ConfidenceCalibrator, ConfidenceModel
+from igikit.workflows.mrgrt.drift import RecentreConfig, RecentreState, Recentring, shift_words
 from igikit.workflows.mrgrt.gating import Gate, GateDecision, GatingConfig, decision_record
 from igikit.workflows.mrgrt.prediction import make_predictor
 from igikit.workflows.mrgrt.tracking import Tracker, make_tracker
@@ -104,6 +105,19 @@ SUPERVISION = "supervision"
 #: The beam command sent after supervision (the session's effective value): what the linac obeys,
 #: after the system latency. ``beam_on`` is the automation's decision, this is what it was allowed.
 BEAM_COMMAND_ON = "beam_command_on"
+#: (2,) shift (SI, AP mm) of the gating window (and the gated beam's aperture) the gate judged this
+#: frame against: (0, 0) until a re-centring took effect.
+BOUNDARY_SHIFT_MM = "boundary_shift_mm"
+#: Baseline monitor (:class:`MonitorBaseline`, with re-centring on): the end-exhale baseline (SI, AP
+#: mm, NaN until enough breathing cycles were seen), its drift from the first baseline, the number
+#: of cycles it is the median of, the window shift in effect, whether the drift is beyond the hard
+#: limit (the beam holds), and one sentence on it.
+BASELINE_MM = "baseline_mm"
+BASELINE_DRIFT_MM = "baseline_drift_mm"
+BASELINE_CYCLES = "baseline_cycles"
+RECENTRE_SHIFT_MM = "recentre_shift_mm"
+DRIFT_HOLD = "drift_hold"
+DRIFT_NOTE = "drift_note"
 
 
 def contours_px(mask: np.ndarray) -> list[list[list[float]]]:
@@ -507,6 +521,95 @@ class PredictionScorer:
             self.n_scored += 1
 
 
+# --------------------------------------------------------------------------------- baseline
+class MonitorBaseline(Operator):
+    """Measures the breathing baseline on the tracked target and re-centres the gating window.
+
+    Every usable tracked position (valid, confidence at least ``min_confidence``: the ones the
+    predictor learns from) feeds a :class:`~igikit.workflows.mrgrt.drift.BaselineDriftEstimator`;
+    :class:`~igikit.workflows.mrgrt.drift.Recentring` turns a lasting drift into a proposal to the
+    supervised session and reports the window shift the session has put into effect
+    (``recentre_shift_mm``, which the gate applies) and whether the drift is beyond the hard limit
+    (``drift_hold``, which the gate obeys with a safety hold).
+
+    Parameters
+    ----------
+    config
+        Threshold, persistence, cycles, hard limit.
+    session
+        The supervised session the proposals go to (None: they apply at once, unsupervised).
+    min_confidence
+        Tracked positions below this confidence are not used.
+    session_id, workflow
+        Stamped on the proposals (the session's own id when there is one).
+    """
+
+    #: Synthetic breathing samples a warm-up feeds (8 s at 8 Hz: five 1.5 s cycles).
+    WARM_UP_SAMPLES = 64
+
+    def __init__(
+        self, config: RecentreConfig, *, session: SupervisedSession | None = None, min_confidence: float = 0.5,
+        session_id: str = "", workflow: str = "mrgrt", name: str = "baseline",
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.min_confidence = float(min_confidence)
+        self.session_id, self.workflow = session_id, workflow
+        self.estimator = config.estimator()
+        self.recentring = Recentring(config, session=session, session_id=session_id, workflow=workflow)
+        super().__init__(name)
+
+    def setup(self, spec: OperatorSpec) -> None:
+        """Reads the tracked target; adds the baseline, the window shift in effect and the drift hold."""
+        for key in (CENTROID_MM, CONFIDENCE, FRAME_VALID):
+            spec.input(key)
+        for key in (BASELINE_MM, BASELINE_DRIFT_MM, BASELINE_CYCLES, RECENTRE_SHIFT_MM, DRIFT_HOLD, DRIFT_NOTE):
+            spec.output(key)
+
+    def start(self) -> None:
+        """A new run: no history, no shift."""
+        self.estimator = self.config.estimator()
+        self.recentring = Recentring(
+            self.config, session=self.session, session_id=self.session_id, workflow=self.workflow
+        )
+
+    def warm_up(self, message: Message) -> Message:
+        """Run a throw-away estimator and policy (no session) over a synthetic breathing trace."""
+        estimator = self.config.estimator()
+        policy = Recentring(self.config)
+        state = None
+        for k in range(self.WARM_UP_SAMPLES):
+            t = k / 8.0
+            state = policy.step(t, estimator.update(t, (4.0 * np.cos(np.pi * t / 1.5) ** 4, 1.0)), frame_id=k)
+        assert state is not None
+        return self._results(message, state)
+
+    @staticmethod
+    def _results(message: Message, state: RecentreState) -> Message:
+        est = state.estimate
+        return message.with_results(
+            **{
+                BASELINE_MM: np.full(2, np.nan) if est is None else np.asarray(est.baseline_mm, dtype=np.float64),
+                BASELINE_DRIFT_MM: np.full(2, np.nan) if est is None else np.asarray(est.drift_mm, dtype=np.float64),
+                BASELINE_CYCLES: 0 if est is None else est.n_cycles,
+                RECENTRE_SHIFT_MM: np.asarray(state.shift_mm, dtype=np.float64),
+                DRIFT_HOLD: state.hold,
+                DRIFT_NOTE: state.note,
+            }
+        )
+
+    def compute(self, message: Message) -> Message:
+        """Update the baseline with this frame's tracked position; re-centre under supervision."""
+        r = message.results
+        confidence = float(r[CONFIDENCE])
+        t = float(message.acquisition_time_s)
+        usable = bool(r[FRAME_VALID]) and np.isfinite(confidence) and confidence >= self.min_confidence
+        centroid = np.asarray(r[CENTROID_MM], dtype=np.float64)
+        estimate = self.estimator.update(t, centroid) if usable else self.estimator.latest
+        state = self.recentring.step(t, estimate, frame_id=int(message.frame_id))
+        return self._results(message, state)
+
+
 # ------------------------------------------------------------------------------------- gate
 @dataclass(frozen=True)
 class BeamCommand:
@@ -539,6 +642,10 @@ class BeamCommand:
         leave the beam on.
     supervision
         What the session did with the decision (:data:`SUPERVISION`), ``"unsupervised"`` without one.
+    window_shift_mm
+        (row, col) mm baseline shift in force when decided: the gating window was re-centred by it,
+        and the gated beam's aperture moves with it (a couch or MLC baseline shift); (0, 0) when
+        the window is where it was planned.
     """
 
     frame_id: int
@@ -550,6 +657,7 @@ class BeamCommand:
     aperture_mm: tuple[float, float]
     expires_s: float = float("inf")
     supervision: str = "unsupervised"
+    window_shift_mm: tuple[float, float] = (0.0, 0.0)
 
     def on_at(self, time_s: float) -> bool:
         """Whether this command keeps the (gating) beam on at ``time_s``."""
@@ -690,6 +798,12 @@ class GateBeam(Operator):
     never before igikit made it; :attr:`commands` holds every command with its effect time so
     the delivered beam can be replayed afterwards (:meth:`beam_state_at`).
 
+    With a :class:`MonitorBaseline` upstream (re-centring on), the gate moves its boundary to the
+    window shift the session has put into effect (``recentre_shift_mm``: a translated boundary,
+    logged; every command carries it, for the beam's aperture) and holds the beam as a safety hold
+    (reason ``drift_limit``) while ``drift_hold`` says the drift is beyond the hard limit. Without
+    one the boundary stays where it was planned.
+
     Parameters
     ----------
     first_label
@@ -760,7 +874,7 @@ class GateBeam(Operator):
         for key in (
             BEAM, BEAM_ON, BEAM_EFFECTIVE_ON, BEAM_EFFECT_TIME_S, GATE_REASON, SAFETY, EXPLANATION,
             OUTSIDE_PCT, OUTSIDE_MM, FRAME_AGE_MS, OVERLAY, DECISION, AUDIT_SEQ, SUPERVISION, BEAM_COMMAND_ON,
-            TRACKED_SI_MM, TRACKED_AP_MM, PREDICTED_SI_MM, PREDICTED_AP_MM,
+            TRACKED_SI_MM, TRACKED_AP_MM, PREDICTED_SI_MM, PREDICTED_AP_MM, BOUNDARY_SHIFT_MM,
         ):
             spec.output(key)
 
@@ -768,6 +882,7 @@ class GateBeam(Operator):
         """A new run starts with the beam held and no commands."""
         with self._lock:
             self.gate.beam_on = False
+            self._recentre((0.0, 0.0), None)
             self.commands = []
             self.event_decisions = []
             self.decisions = []
@@ -788,13 +903,14 @@ class GateBeam(Operator):
             return message
         with self._lock:
             saved = (self.gate.beam_on, self.commands, self.event_decisions, self.decisions, self._last,
-                     self._source_lost, self.supervision)
+                     self._source_lost, self.supervision, self.gate.shift_mm)
             self.commands, self.event_decisions, self.decisions, self.supervision = [], [], [], None
             try:
                 return self.compute(message)
             finally:
                 (self.gate.beam_on, self.commands, self.event_decisions, self.decisions, self._last,
-                 self._source_lost, self.supervision) = saved
+                 self._source_lost, self.supervision, shift) = saved
+                self._recentre(shift, None)
 
     def stop(self) -> None:
         """Stop the decision watchdog."""
@@ -815,6 +931,21 @@ class GateBeam(Operator):
 
     def _commanded_on(self) -> bool:
         return bool(self.commands) and self.commands[-1].beam_on
+
+    @property
+    def window_shift_mm(self) -> tuple[float, float]:
+        """The shift (row, col mm) of the gating window from its planned position, now."""
+        return (float(self.gate.shift_mm[0]), float(self.gate.shift_mm[1]))
+
+    def _recentre(self, shift_mm: Sequence[float] | np.ndarray, time_s: float | None) -> None:
+        """Move the boundary (and its contours) to ``shift_mm`` from the planned position (caller holds the lock)."""
+        if np.allclose(self.gate.shift_mm, shift_mm, atol=1e-9, rtol=0.0):
+            return
+        self.gate.recentre(shift_mm)
+        self.boundary_contours = contours_px(self.gate.boundary)
+        if time_s is not None:
+            log.info("gating boundary re-centred at %.2f s: %s from the planned position", time_s,
+                     shift_words(shift_mm))
 
     def _record(
         self, d: GateDecision, *, frame_id: int, frame_time_s: float | None, extra: dict[str, float]
@@ -849,6 +980,8 @@ class GateBeam(Operator):
         with self._lock:
             age_s = wall_clock() - message.available_wall_s
             effective = self.beam_state_at(t)
+            if RECENTRE_SHIFT_MM in r:  # a baseline monitor runs upstream
+                self._recentre(np.asarray(r[RECENTRE_SHIFT_MM], dtype=np.float64), t)
             judged = None
             if r[FRAME_VALID]:
                 # The decision stays in force until the next one reaches the beam: judge the
@@ -870,6 +1003,14 @@ class GateBeam(Operator):
                     d, beam_on=False, reason="prediction_warmup",
                     explanation=f"beam hold: motion prediction warming up, latency not yet compensated; {where}",
                 )
+            if r.get(DRIFT_HOLD, False) and not d.safety:
+                self.gate.beam_on = False
+                where = d.explanation.split(": ", 1)[-1]
+                d = dataclasses.replace(
+                    d, beam_on=False, reason="drift_limit", safety=True,
+                    explanation=f"beam hold: {r[DRIFT_NOTE]}; {where}",
+                )
+            shift = self.window_shift_mm
             aperture = predicted - self.planned_centroid_mm
             if not np.isfinite(aperture).all():
                 aperture = np.asarray(self.commands[-1].aperture_mm) if self.commands else np.zeros(2)
@@ -881,13 +1022,14 @@ class GateBeam(Operator):
                     "effect_time_s": effect,
                     "predicted_si_mm": float(predicted[0]),
                     "predicted_ap_mm": float(predicted[1]),
+                    **({"window_shift_si_mm": shift[0], "window_shift_ap_mm": shift[1]} if any(shift) else {}),
                 },
             )
             verdict = self._authorise(record, d, frame_id=message.frame_id, frame_age_ms=age_s * 1e3)
             command = BeamCommand(
                 message.frame_id, t + age_s, effect, verdict.beam_on, d.safety or verdict.safe_state, d.reason,
                 (float(aperture[0]), float(aperture[1])), effect + self.config.stale_after_ms / 1e3,
-                verdict.mode,
+                verdict.mode, shift,
             )
             self.commands.append(command)
             self._last = message
@@ -920,6 +1062,7 @@ class GateBeam(Operator):
                 TRACKED_AP_MM: float(tracked[1]),
                 PREDICTED_SI_MM: float(ahead[0]) if r[FRAME_VALID] else float("nan"),
                 PREDICTED_AP_MM: float(ahead[1]) if r[FRAME_VALID] else float("nan"),
+                BOUNDARY_SHIFT_MM: np.asarray(shift, dtype=np.float64),
             }
         )
 
@@ -978,7 +1121,7 @@ class GateBeam(Operator):
         frame_id = -1 if self._last is None else self._last.frame_id
         self.commands.append(
             BeamCommand(frame_id, decided, decided + self.latency_s, False, True, "supervision", aperture,
-                        supervision="safe_state")
+                        supervision="safe_state", window_shift_mm=self.window_shift_mm)
         )
         log.info("beam hold between frames: %s", why)
 
@@ -1002,7 +1145,8 @@ class GateBeam(Operator):
         if self.supervision is not None:
             self.decisions.append((self.supervision.submit_hold(record), record))
             mode = "applied"
-        self.commands.append(BeamCommand(frame_id, decided, effect, False, True, d.reason, aperture, supervision=mode))
+        self.commands.append(BeamCommand(frame_id, decided, effect, False, True, d.reason, aperture, supervision=mode,
+                                         window_shift_mm=self.window_shift_mm))
         self.event_decisions.append(record)
         return record
 
@@ -1027,8 +1171,8 @@ class PublishFrame(Sink):
     target contour and centre, the beam as commanded after supervision, the tracking confidence,
     the decision's explanation with what supervision did with it, and the SI / AP displacement
     (tracked and predicted, mm from the planned position) for the trajectory plot, with the
-    gating margin as its band. Building it costs a few small objects; the console encodes it on
-    its own thread.
+    gating margin (moved with any re-centring) as its band. Building it costs a few small objects;
+    the console encodes it on its own thread.
 
     Parameters
     ----------
@@ -1054,7 +1198,7 @@ class PublishFrame(Sink):
         """Reads the frame and the gate's results."""
         spec.input(FRAME)
         for key in (OVERLAY, BEAM_COMMAND_ON, CONFIDENCE, EXPLANATION, SUPERVISION, PREDICTED_CENTROID_MM, FRAME_VALID,
-                    TRACKED_SI_MM, TRACKED_AP_MM, PREDICTED_SI_MM, PREDICTED_AP_MM):
+                    TRACKED_SI_MM, TRACKED_AP_MM, PREDICTED_SI_MM, PREDICTED_AP_MM, BOUNDARY_SHIFT_MM):
             spec.input(key)
 
     def frame_state(self, message: Message) -> FrameState:
@@ -1076,6 +1220,7 @@ class PublishFrame(Sink):
         on = bool(r[BEAM_COMMAND_ON])
         confidence = float(r[CONFIDENCE])
         mode = str(r[SUPERVISION])
+        shift_si = float(np.asarray(r[BOUNDARY_SHIFT_MM])[0])
         return FrameState(
             frame_id=int(message.frame_id),
             acquisition_time_s=float(message.acquisition_time_s),
@@ -1091,7 +1236,7 @@ class PublishFrame(Sink):
                 "tracked AP (mm)": float(r[TRACKED_AP_MM]),
                 "predicted AP (mm)": float(r[PREDICTED_AP_MM]),
             },
-            trace_band=(-self.margin_mm, self.margin_mm),
+            trace_band=(shift_si - self.margin_mm, shift_si + self.margin_mm),
         )
 
     def warm_up(self, message: Message) -> Message:

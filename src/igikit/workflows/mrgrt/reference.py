@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from igikit.errors import InputError
+from igikit.workflows.mrgrt.drift import exhale_at_low_si
 from igikit.workflows.mrgrt.tracking import track_sequence
 
 
@@ -37,8 +38,9 @@ def exhale_reference(
     """Track the first ``setup_frames`` frames and return the end-exhale frame and its target.
 
     End-exhale is the end of the SI excursion where the trace dwells (the median lies nearer that
-    end); the reference is the setup frame closest to the trace's 5th (or 95th) percentile there,
-    so a single outlying frame is not chosen.
+    end, :func:`~igikit.workflows.mrgrt.drift.exhale_at_low_si`); the reference is the setup frame
+    closest to the trace's 5th (or 95th) percentile there, so a single outlying frame is not chosen.
+    The baseline may drift after it: see :mod:`igikit.workflows.mrgrt.drift` (``--recentre``).
     """
     n = min(int(setup_frames), frames_hwt.shape[2])
     if n < 3:
@@ -50,8 +52,8 @@ def exhale_reference(
     ])
     if np.isnan(si).all():
         raise InputError("the target was lost during the setup phase")
-    lo, med, hi = np.nanpercentile(si, [5, 50, 95])
-    low = (med - lo) < (hi - med)
+    low = exhale_at_low_si(si)
+    lo, hi = np.nanpercentile(si, [5, 95])
     goal = lo if low else hi
     frame = int(np.nanargmin(np.abs(si - goal)))
     return ExhaleReference(frame, tracked.labels[:, :, frame].copy(), si, bool(low))

@@ -2,14 +2,15 @@
 
 Plots: the target trajectory (SI and AP against time: measured, predicted, reference) with the
 beam-on time shaded; the target DVH of the three strategies; tracking confidence with holds
-marked; a montage of frames with the target contour, the gating boundary and the predicted
-target. Tables: the delivery metrics, the decisions by reason with an example explanation each,
-per-stage latency, and the audit-log check.
+marked; a montage of frames with the target contour, the gating boundary (where it stood on that
+frame) and the predicted target; with re-centring on, the end-exhale baseline estimate over time
+with the window's shift. Tables: the delivery metrics, the decisions by reason with an example
+explanation each, the re-centring proposals and what supervision did with them, per-stage latency,
+and the audit-log check.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import json
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from igikit.core.figures import png_bytes, true_spans
+from igikit.core.figures import REPORT_CSS, format_value, img_tag, png_bytes, true_spans
 from igikit.io.atomic import atomic_path
 from igikit.supervise.audit import AuditLog
 from igikit.workflows.mrgrt.delivery import STRATEGIES, DeliveryOutcome, decisions_by_reason
@@ -75,6 +76,7 @@ def summary(run: GatingRun, outcome: DeliveryOutcome) -> dict[str, Any]:
             "head_hash": check.head_hash,
         },
         "supervision": dict(run.supervision),
+        "recentring": dict(run.recentring),
         "session_file": None if run.session_path is None else str(run.session_path),
         "latency": {
             "end_to_end_ms": _stats(run.latency.end_to_end),
@@ -193,6 +195,41 @@ def confidence_figure(run: GatingRun) -> bytes:
     return png_bytes(fig)
 
 
+def baseline_figure(run: GatingRun) -> bytes:
+    """The end-exhale baseline's drift over time (SI, AP), the window shift in effect, the threshold
+    band around it, the hard limit and the proposals (re-centring runs only)."""
+    import matplotlib.pyplot as plt
+
+    frames = run.frames
+    t = _column(frames, "acquisition_time_s")
+    drift = np.stack([np.asarray(f["baseline_drift_mm"], dtype=float) for f in frames]) if frames else np.empty((0, 2))
+    shift = np.stack([np.asarray(f["boundary_shift_mm"], dtype=float) for f in frames]) if frames else np.empty((0, 2))
+    hold = _column(frames, "drift_hold").astype(bool) if frames else np.empty(0, bool)
+    cfg = run.settings.recentre_config()
+    fig, axes = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True)
+    for a, (ax, name) in enumerate(zip(axes, ("SI drift (mm, + inferior)", "AP drift (mm, + posterior)"),
+                                       strict=True)):
+        ax.fill_between(t, shift[:, a] - cfg.threshold_mm, shift[:, a] + cfg.threshold_mm, step="post",
+                        color=COLOURS["boundary"], alpha=0.35, lw=0, label=f"window shift ± {cfg.threshold_mm:g} mm")
+        ax.step(t, shift[:, a], where="post", color="#8a7a00", lw=1.4, label="window shift in effect")
+        ax.plot(t, drift[:, a], "-", color=COLOURS["measured"], lw=1.6, label="end-exhale baseline drift (estimate)")
+        for limit in (-cfg.max_shift_mm, cfg.max_shift_mm):
+            ax.axhline(limit, color="#D55E00", ls=":", lw=1)
+        for s, e in true_spans(t, hold):
+            ax.axvspan(s, e, color="#D55E00", alpha=0.15, lw=0)
+        for p in run.recentring.get("proposals", []):
+            ax.axvline(p["time_s"], color="k", lw=0.8, ls="--")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].plot([], [], ":", color="#D55E00", label=f"hard limit ± {cfg.max_shift_mm:g} mm (beam held beyond)")
+    axes[0].plot([], [], "--", color="k", lw=0.8, label="proposal")
+    axes[-1].set_xlabel("time (s)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8.5, frameon=False)
+    fig.subplots_adjust(top=0.84, hspace=0.08)
+    return png_bytes(fig)
+
+
 def montage_frames(run: GatingRun, n: int = 8) -> list[int]:
     """Row indices of ``run.frames`` to show: spread over the run, with some holds among them."""
     total = len(run.frames)
@@ -216,7 +253,8 @@ def montage_figure(run: GatingRun, rows: Sequence[int] | None = None) -> bytes:
     case = run.case
     from igikit.workflows.mrgrt.gating import Gate
 
-    boundary = Gate(run.first_label, run.spacing_mm, run.settings.gating_config()).boundary
+    gate = Gate(run.first_label, run.spacing_mm, run.settings.gating_config())
+    boundary = gate.boundary
     br = np.flatnonzero(boundary.any(axis=1))
     bc = np.flatnonzero(boundary.any(axis=0))
     pad_r = int(np.ceil(25.0 / run.spacing_mm[0]))
@@ -243,7 +281,8 @@ def montage_figure(run: GatingRun, rows: Sequence[int] | None = None) -> bytes:
         finite = image[np.isfinite(image)]
         lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
         ax.imshow(np.nan_to_num(image[r0:r1, c0:c1], nan=hi), cmap="gray", vmin=lo, vmax=hi, extent=extent)
-        draw(ax, boundary, COLOURS["boundary"], "-", 1.2)
+        gate.recentre(np.asarray(f.get("boundary_shift_mm", (0.0, 0.0)), dtype=float))  # where it stood then
+        draw(ax, gate.boundary, COLOURS["boundary"], "-", 1.2)
         if case.labels is not None and k < case.labels.shape[2]:
             draw(ax, case.labels[:, :, k], "white", ":", 1.0)
         if f["frame_valid"]:
@@ -274,40 +313,23 @@ def render_figures(run: GatingRun, outcome: DeliveryOutcome) -> dict[str, bytes]
     import matplotlib
 
     matplotlib.use("Agg")
-    return {
+    figures = {
         "trajectory": trajectory_figure(run, outcome),
         "dvh": dvh_figure(outcome),
         "confidence": confidence_figure(run),
         "montage": montage_figure(run),
     }
+    if run.recentring:
+        figures["baseline"] = baseline_figure(run)
+    return figures
 
 
 # ------------------------------------------------------------------------------------- html
-_CSS = """
-body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2em auto; max-width: 1180px;
-       color: #222; line-height: 1.45; padding: 0 1em; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; }
-h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.note { background: #fff6e0; border-left: 4px solid #E69F00; padding: 0.5em 0.8em; }
+_CSS = REPORT_CSS + """\
 .ok { color: #007A5E; font-weight: 600; } .bad { color: #B3005E; font-weight: 600; }
 .meta { color: #666; font-size: 0.9em; } img { max-width: 100%; }
 .row { display: flex; gap: 1.5em; flex-wrap: wrap; align-items: flex-start; }
 """
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _fmt(v: Any, digits: int = 2, unit: str = "") -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}{unit}"
-    return f"{v}{unit}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
@@ -343,24 +365,24 @@ def render_html(
     bo = m["beam_off_latency"]
     dose = m["dose"]
     metric_rows = [
-        ("Duty cycle (gating)", _fmt(m["duty_cycle_pct"], 1, " %"), "beam-on time / treatment window"),
-        ("Beam-on time with the target outside the window", _fmt(m["beam_on_outside_pct"], 1, " %"),
+        ("Duty cycle (gating)", format_value(m["duty_cycle_pct"], 1, " %"), "beam-on time / treatment window"),
+        ("Beam-on time with the target outside the window", format_value(m["beam_on_outside_pct"], 1, " %"),
          f"more than {s.threshold_pct:g} % of the {outcome.reference_kind} target outside the boundary"),
         ("Beam-off latency after the target leaves (median / p95 / max)",
-         f"{_fmt(bo['median_ms'], 0)} / {_fmt(bo['p95_ms'], 0)} / {_fmt(bo['max_ms'], 0)} ms",
+         f"{format_value(bo['median_ms'], 0)} / {format_value(bo['p95_ms'], 0)} / {format_value(bo['max_ms'], 0)} ms",
          f"{bo['exits']} exits: {bo['stopped']} stopped, {bo['already_held']} already held, {bo['missed']} "
          f"returned before the beam stopped; includes the {s.latency_ms:g} ms system latency"),
         ("Prediction RMSE at acquisition + latency",
-         f"{_fmt(m['prediction_rmse_mm']['predicted'], 2)} mm (no prediction "
-         f"{_fmt(m['prediction_rmse_mm']['no prediction'], 2)} mm)",
+         f"{format_value(m['prediction_rmse_mm']['predicted'], 2)} mm (no prediction "
+         f"{format_value(m['prediction_rmse_mm']['no prediction'], 2)} mm)",
          f"{s.predictor} predictor, 2D, against the {outcome.reference_kind} position"),
     ]
     if outcome.reference_kind == "truth":
-        metric_rows.append(("Tracking centroid error (mean)", _fmt(m["tracking_error_mm"], 2, " mm"),
+        metric_rows.append(("Tracking centroid error (mean)", format_value(m["tracking_error_mm"], 2, " mm"),
                             f"{s.tracking_method} tracker vs truth, frames after the first"))
     metric_table = _table(("metric", "value", "how"), metric_rows, numeric=(1,))
     dose_rows = [
-        (name, _fmt(dose[name]["d98"], 3), _fmt(dose[name]["d2"], 3), _fmt(dose[name]["mean"], 3))
+        (name, *(format_value(dose[name][key], 3) for key in ("d98", "d2", "mean")))
         for name in ("plan", *STRATEGIES)
     ]
     dose_table = _table(("strategy", "D98 / prescription", "D2 / prescription", "mean"), dose_rows, numeric=(1, 2, 3))
@@ -384,9 +406,10 @@ def render_html(
         f'actions); head hash <code>{esc(audit["head_hash"][:16])}…</code>'
     )
     supervision_html = _supervision_html(facts.get("supervision") or {})
+    recentring_html = _recentring_html(run, figures)
     lat = run.latency
     lat_rows = [
-        (name, st.n, _fmt(st.median_ms, 2), _fmt(st.p99_ms, 2), _fmt(st.max_ms, 2))
+        (name, st.n, format_value(st.median_ms, 2), format_value(st.p99_ms, 2), format_value(st.max_ms, 2))
         for name, st in [*lat.per_operator.items(), ("end-to-end", lat.end_to_end)]
     ]
     lat_table = _table(("stage", "frames", "median ms", "p99 ms", "max ms"), lat_rows, numeric=(1, 2, 3, 4))
@@ -397,6 +420,7 @@ def render_html(
         ("tracking / prediction", f"{s.tracking_method} / {s.predictor}"),
         ("minimum confidence", _threshold_text(s)),
         ("stale-frame deadline / source timeout", f"{s.max_frame_age_ms:g} ms / {s.source_timeout_s * 1e3:g} ms"),
+        ("baseline-drift re-centring", _recentre_text(s)),
         ("patient profile", s.profile),
     ]
     citation = CITATIONS.get(run.case.case_id, "")
@@ -426,23 +450,75 @@ the beam to the last frame), replayed on a {grid_ms:.0f} ms grid.</p>
 penumbra, D98 = 1; delivered dose averaged over beam-on time. No motion management: beam always on,
 aperture fixed. Gating: the beam follows the gating decisions. Tracking: the aperture follows the
 predicted target (each aim after the system latency); it stops only for safety holds.</p></div>
-<div>{_img(figures["dvh"], "DVH")}</div></div>
+<div>{img_tag(figures["dvh"], "DVH")}</div></div>
 <h2>Target trajectory and beam</h2>
-{_img(figures["trajectory"], "trajectory")}
+{img_tag(figures["trajectory"], "trajectory")}
 <h2>Tracking confidence and holds</h2>
-{_img(figures["confidence"], "confidence")}
+{img_tag(figures["confidence"], "confidence")}
+{recentring_html}
 <h2>Supervision</h2>
 {supervision_html}
 <h2>Decisions</h2>
 <p>{audit_line}</p>
 {dec_table}
 <h2>Frames</h2>
-{_img(figures["montage"], "frame montage")}
+{img_tag(figures["montage"], "frame montage")}
 <h2>Settings and real-time performance</h2>
 <div class="row"><div>{_table(("setting", "value"), settings_rows)}</div>
 <div>{lat_table}<p class="meta">{esc(lat.summary_line())}</p></div></div>
 </body></html>
 """
+
+
+def _recentre_text(settings: GatingSettings) -> str:
+    if not settings.recentre:
+        return "off"
+    c = settings.recentre_config()
+    return (f"on: propose when the end-exhale baseline (median of {c.cycles} cycles) is more than "
+            f"{c.threshold_mm:g} mm off for {c.persist_s:g} s; hard limit {c.max_shift_mm:g} mm")
+
+
+def _recentring_html(run: GatingRun, figures: Mapping[str, bytes]) -> str:
+    """The re-centring section: settings, proposals and what became of them, the shift, the baseline plot."""
+    rec = run.recentring
+    if not rec:
+        return ""
+    shifts = rec.get("shifts", [])
+
+    def outcome(p: Mapping[str, Any]) -> str:
+        later = [x for x in shifts if x["time_s"] >= p["time_s"] and (x["shift_si_mm"], x["shift_ap_mm"]) ==
+                 (p["shift_si_mm"], p["shift_ap_mm"])]
+        if later:
+            return f"in effect at {later[0]['time_s']:.1f} s"
+        return {"proposed": "waited for a human's approval; never approved",
+                "pending": "vetoed or cancelled before its veto window closed",
+                "displayed": "displayed only (manual)", "handed_over": "handed over to the human (alert); not applied",
+                "safe_state": "refused: the session was in its safe state"}.get(p["mode"], p["mode"])
+
+    rows = [
+        (f"{p['time_s']:.1f}", p["value"], p["cycles"], format_value(p["spread_mm"], 1, " mm"),
+         format_value(p["confidence"], 2),
+         p["mode"].replace("_", " "), outcome(p))
+        for p in rec.get("proposals", [])
+    ]
+    none = "<p>No proposal: the baseline never stayed beyond the threshold for the persistence time.</p>"
+    header = ("time s", "proposed window shift", "cycles", "spread", "confidence", "supervision", "outcome")
+    table = _table(header, rows, numeric=(0, 2, 3, 4)) if rows else none
+    final = rec.get("final_shift_mm", [0.0, 0.0])
+    holds = rec.get("limit_holds", [])
+    hold_text = (
+        "; ".join(f"{h['start_s']:.1f}–{h.get('end_s', h['start_s']):.1f} s (drift {h['drift_mm']:.1f} mm)"
+                  for h in holds)
+        if holds else "none"
+    )
+    return f"""<h2>Baseline drift and re-centring</h2>
+<p>{html.escape(_recentre_text(run.settings))}. A proposal moves the gating window <i>and</i> the gated
+beam's aperture together (a baseline shift); it takes effect only as the autonomy level allows, and the
+beam never turns on because of a shift that has not taken effect. Window shift at the end:
+<b>SI {final[0]:+.1f} mm, AP {final[1]:+.1f} mm</b> ({len(shifts)} shift(s) took effect). Beam held beyond the
+hard limit: {html.escape(hold_text)}.</p>
+{table}
+{img_tag(figures["baseline"], "baseline drift")}"""
 
 
 def _supervision_html(sup: Mapping[str, Any]) -> str:

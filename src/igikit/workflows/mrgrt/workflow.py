@@ -2,7 +2,8 @@
 
 Reading :meth:`GatingWorkflow.compose` gives the whole data path::
 
-    ReplaySource -> track -> predict -> gate (+ supervised session) -> (recorder, trace, display, progress)
+    ReplaySource -> track -> predict [-> baseline] -> gate (+ supervised session)
+        -> (recorder, trace, display, progress)
 
 * ``track`` follows the target on each cine frame (any method of
   :func:`~igikit.workflows.mrgrt.tracking.make_tracker`, default ``ensemble``) and calibrates its
@@ -10,6 +11,13 @@ Reading :meth:`GatingWorkflow.compose` gives the whole data path::
   within 2 mm; the raw value is kept as ``raw_confidence``);
 * ``predict`` predicts the target centroid (SI and AP, one online predictor per axis) at the
   frame's acquisition time plus the system latency, and moves the tracked mask there;
+* ``baseline`` (only with ``recentre``: :class:`~igikit.workflows.mrgrt.operators.MonitorBaseline`)
+  measures the end-exhale baseline on the tracked target and, when it has drifted beyond the
+  threshold for longer than the persistence time, proposes to the session to re-centre the
+  gating window (and the gated beam's aperture) by the drift; the gate moves its boundary only
+  once the session has put the shift into effect (by autonomy level: at once at level 3, after
+  the veto window at level 2, on a human's approval at level 1, never at level 0), and holds the
+  beam while the drift is beyond the hard limit (:mod:`~igikit.workflows.mrgrt.drift`);
 * ``gate`` decides beam on / hold from the *predicted* mask, with the safety interlocks (stale
   frame, low confidence, NaN frame, and the engine's ``source_lost`` event), submits every
   decision to the :class:`~igikit.supervise.session.SupervisedSession` — which writes it to the
@@ -63,15 +71,21 @@ from igikit.supervise.records import DecisionRecord, HumanAction
 from igikit.supervise.session import SupervisedSession
 from igikit.workflows.mrgrt.confidence import ConfidenceModel, shipped_model
 from igikit.workflows.mrgrt.delivery import DeliveryOutcome, ReferenceMotion, analyse_delivery
+from igikit.workflows.mrgrt.drift import RecentreConfig
 from igikit.workflows.mrgrt.gating import GatingConfig
 from igikit.workflows.mrgrt.operators import (
+    BASELINE_CYCLES,
+    BASELINE_DRIFT_MM,
+    BASELINE_MM,
     BEAM_COMMAND_ON,
     BEAM_EFFECT_TIME_S,
     BEAM_EFFECTIVE_ON,
     BEAM_ON,
+    BOUNDARY_SHIFT_MM,
     CENTROID_MM,
     CONFIDENCE,
     DECISION,
+    DRIFT_HOLD,
     FRAME_AGE_MS,
     FRAME_VALID,
     GATE_REASON,
@@ -84,12 +98,14 @@ from igikit.workflows.mrgrt.operators import (
     PREDICTION_READY,
     PREDICTION_UNCERTAINTY_MM,
     RAW_CONFIDENCE,
+    RECENTRE_SHIFT_MM,
     SAFETY,
     SUPERVISION,
     TARGET_MASK,
     BeamCommand,
     BeamSupervision,
     GateBeam,
+    MonitorBaseline,
     PredictTarget,
     PublishFrame,
     TrackTarget,
@@ -125,7 +141,10 @@ TRACE_KEYS: tuple[str, ...] = (
     OUTSIDE_PCT,
     OUTSIDE_MM,
     FRAME_AGE_MS,
+    BOUNDARY_SHIFT_MM,
 )
+#: Per-frame results of the baseline monitor kept for the report when re-centring is on.
+BASELINE_TRACE_KEYS: tuple[str, ...] = (BASELINE_MM, BASELINE_DRIFT_MM, BASELINE_CYCLES, RECENTRE_SHIFT_MM, DRIFT_HOLD)
 
 
 @dataclass(frozen=True)
@@ -169,6 +188,19 @@ class GatingSettings:
         The gating boundary shrinks by this many times the predictor's running RMS error at the
         horizon, measured in this run (at most by the margin); 0 (the default): gate on the
         prediction alone (see :class:`~igikit.workflows.mrgrt.gating.GatingConfig`).
+    recentre
+        Measure the breathing baseline and propose to re-centre the gating window (with the gated
+        beam's aperture) when it drifts (:mod:`~igikit.workflows.mrgrt.drift`); off by default:
+        on the unseen phantom sets (10-20 s) it never triggered, and on 120 s drifting phantoms
+        it raised the duty cycle without a consistent gain in D98 or in beam-on time with the
+        target outside (docs/benchmarks.md, "Baseline-drift re-centring").
+    drift_threshold_mm, drift_persist_s, drift_cycles
+        Propose when the end-exhale baseline (median of ``drift_cycles`` breathing cycles) lies
+        more than ``drift_threshold_mm`` from the window's centre for longer than
+        ``drift_persist_s``.
+    max_shift_mm
+        Hard limit on the total shift; a drift beyond it holds the beam and asks a human. None (the
+        default): the margin plus 5 mm.
     profile
         Patient profile the defaults came from (recorded in the outputs).
     """
@@ -186,6 +218,11 @@ class GatingSettings:
     hold_until_predicted: bool = True
     cover_interval: bool = True
     uncertainty_factor: float = 0.0
+    recentre: bool = False
+    drift_threshold_mm: float = 2.0
+    drift_persist_s: float = 5.0
+    drift_cycles: int = 3
+    max_shift_mm: float | None = None
     profile: str = "adult"
 
     def __post_init__(self) -> None:
@@ -200,6 +237,7 @@ class GatingSettings:
         if self.source_timeout_ms is not None and not self.source_timeout_ms > 0:
             raise InputError(f"the source timeout must be > 0 ms, got {self.source_timeout_ms:g}")
         self.gating_config()  # the remaining checks (confidence range, hysteresis)
+        self.recentre_config()
 
     @classmethod
     def from_profile(cls, profile: str = "adult", **overrides: Any) -> GatingSettings:
@@ -233,6 +271,16 @@ class GatingSettings:
             uncertainty_factor=self.uncertainty_factor,
         )
 
+    def recentre_config(self) -> RecentreConfig:
+        """The re-centring settings (the hard limit resolved: margin + 5 mm unless given)."""
+        if isinstance(self.drift_cycles, bool) or not isinstance(self.drift_cycles, int) or self.drift_cycles < 1:
+            raise InputError(f"--drift-cycles must be a whole number >= 1, got {self.drift_cycles!r}")
+        limit = self.margin_mm + 5.0 if self.max_shift_mm is None else float(self.max_shift_mm)
+        return RecentreConfig(
+            threshold_mm=float(self.drift_threshold_mm), persist_s=float(self.drift_persist_s),
+            cycles=self.drift_cycles, max_shift_mm=limit,
+        )
+
     def confidence_model(self) -> ConfidenceModel | None:
         """The confidence calibration this run uses (None: the tracker's raw confidence)."""
         if not self.calibrated_confidence:
@@ -252,6 +300,7 @@ class GatingSettings:
         d = asdict(self)
         d["source_timeout_ms"] = self.source_timeout_s * 1e3
         d["min_confidence"] = self.confidence_threshold()
+        d["max_shift_mm"] = self.recentre_config().max_shift_mm
         return d
 
 
@@ -387,6 +436,13 @@ class GatingWorkflow(Application):
             settings.latency_s, spacing_mm, settings.predictor, min_confidence=settings.confidence_threshold(),
             hold_s=interval,
         )
+        self.baseline = (
+            MonitorBaseline(
+                settings.recentre_config(), session=session, min_confidence=settings.confidence_threshold(),
+                workflow=WORKFLOW,
+            )
+            if settings.recentre else None
+        )
         self.supervision = BeamSupervision(
             session, min_confidence=settings.confidence_threshold(), stale_after_ms=settings.max_frame_age_ms,
             near_limit_frac=supervision.near_limit_frac, headless=supervision.headless,
@@ -397,17 +453,23 @@ class GatingWorkflow(Application):
             supervision=self.supervision,
         )
         self.recorder = recorder
-        self.trace = CollectResults(TRACE_KEYS, name="trace")
+        keys = TRACE_KEYS + (BASELINE_TRACE_KEYS if self.baseline is not None else ())
+        self.trace = CollectResults(keys, name="trace")
         self.display = PublishFrame(
             session, spacing_mm, latency_ms=settings.latency_ms, margin_mm=settings.margin_mm
         )
         self.sinks = tuple(sinks)
 
     def compose(self) -> None:
-        """source -> track -> predict -> gate -> (recorder, trace, display, sinks); stream events -> gate, session."""
+        """source -> track -> predict [-> baseline] -> gate -> (recorder, trace, display, sinks); stream events ->
+        gate, session."""
         self.add_flow(self.source, self.track)
         self.add_flow(self.track, self.predict)
-        self.add_flow(self.predict, self.gate)
+        if self.baseline is not None:
+            self.add_flow(self.predict, self.baseline)
+            self.add_flow(self.baseline, self.gate)
+        else:
+            self.add_flow(self.predict, self.gate)
         if self.recorder is not None:
             self.add_flow(self.gate, self.recorder)
         self.add_flow(self.gate, self.trace)
@@ -463,7 +525,8 @@ class GatingRun:
     """What a gating run produced (its files, its in-memory trace and its beam commands).
 
     ``decisions`` holds the gate's decisions with their audit-log rows; ``supervision`` sums up
-    what supervision did (:func:`supervision_summary`).
+    what supervision did (:func:`supervision_summary`); ``recentring`` what re-centring did
+    (:meth:`~igikit.workflows.mrgrt.drift.Recentring.summary`; empty when it was off).
     """
 
     case: CineCase
@@ -483,6 +546,7 @@ class GatingRun:
     audit_head: str = ""
     supervision: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    recentring: dict[str, Any] = field(default_factory=dict)
 
 
 def supervision_summary(
@@ -686,6 +750,7 @@ def run_gating(
         # a served session goes on logging human actions after the run: no head to pin
         audit_head=head if own_audit else "",
         supervision=summary,
+        recentring={} if app.baseline is None else app.baseline.recentring.summary(),
     )
 
 

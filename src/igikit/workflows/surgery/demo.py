@@ -78,8 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
         SupervisionOptions,
         build_navigator,
         default_tracker_from_image,
-        execute_navigation,
-        open_navigation_session,
+        navigate_headless,
         print_summary,
         serve_navigation,
         simulated_fiducials,
@@ -223,11 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 start_line=line,
             )
         print(line, flush=True)
-        session = open_navigation_session(out_dir / AUDIT_FILE, options)
-        try:
-            facts = execute_navigation(navigator, source, out_dir=out_dir, session=session, headless=True, **run_kwargs)
-        finally:
-            session.audit.close()
+        facts = navigate_headless(navigator, source, options, out_dir=out_dir, run_kwargs=run_kwargs)
     except BaseException:
         remove_outputs([out_dir / name for name in inputs + outputs], created)
         raise

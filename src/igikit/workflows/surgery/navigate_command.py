@@ -501,11 +501,7 @@ def run_navigate(args: argparse.Namespace) -> int:
     try:
         if args.console:
             return serve_navigation(navigator, source, options, out_dir=out_dir, port=args.port, run_kwargs=run_kwargs)
-        session = open_navigation_session(out_dir / AUDIT_FILE, options)
-        try:
-            facts = execute_navigation(navigator, source, out_dir=out_dir, session=session, headless=True, **run_kwargs)
-        finally:
-            session.audit.close()
+        facts = navigate_headless(navigator, source, options, out_dir=out_dir, run_kwargs=run_kwargs)
     except BaseException:
         if not args.console:
             remove_outputs([out_dir / name for name in (SESSION_FILE, AUDIT_FILE, REPORT_FILE)], created)
@@ -515,6 +511,22 @@ def run_navigate(args: argparse.Namespace) -> int:
             endpoint.stop()
     print_summary(facts)
     return 0
+
+
+def navigate_headless(
+    navigator: Navigator, source: Source, options: SupervisionOptions, *, out_dir: Path, run_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Navigate with nobody watching (``--no-console``): the session's audit log in ``out_dir``, closed at the end.
+
+    ``run_kwargs`` go to :func:`execute_navigation`, whose summary is returned (for :func:`print_summary`).
+    """
+    from igikit.workflows.surgery.navigate import AUDIT_FILE
+
+    session = open_navigation_session(out_dir / AUDIT_FILE, options)
+    try:
+        return execute_navigation(navigator, source, out_dir=out_dir, session=session, headless=True, **run_kwargs)
+    finally:
+        session.audit.close()
 
 
 def serve_navigation(
@@ -567,6 +579,7 @@ __all__ = [
     "build_navigator",
     "default_tracker_from_image",
     "execute_navigation",
+    "navigate_headless",
     "navigation_scene",
     "open_navigation_session",
     "print_summary",

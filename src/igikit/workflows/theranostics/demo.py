@@ -10,8 +10,8 @@
    delivered dose against the prediction.
 3. Everything lands in the output folder: images, dose maps, JSON, the HTML reports with an index
    (``report.html``) and the audit log, in which both plans wait for a physicist's approval. Without
-   ``--no-console`` the supervisor's console then serves the Ho-166 proposal for approval (a demo
-   physicist's password is printed) until Ctrl-C.
+   ``--no-console`` the supervisor's console then serves both plans from that log for approval, as
+   ``igikit console --proposals`` does (a demo physicist's password is printed), until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def run_demo(args: argparse.Namespace) -> int:
           f"audit log {audit_path}; {elapsed:.0f} s", flush=True)
     if no_console:
         return 0
-    return _serve(out_dir, audit_path, ho_plan, port)
+    return _serve(out_dir, audit_path, port)
 
 
 def _write_index(path: Path, rows: list[tuple[Any, ...]], lu_plan: dict[str, Any], ho_plan: dict[str, Any],
@@ -176,27 +176,15 @@ def _write_index(path: Path, rows: list[tuple[Any, ...]], lu_plan: dict[str, Any
     return path
 
 
-def _serve(out_dir: Path, audit_path: Path, ho_plan: dict[str, Any], port: int) -> int:
-    """Serve the Ho-166 plan as a proposal in the supervisor's console until Ctrl-C."""
-    from igikit.console.app import create_app
-    from igikit.console.server import console_access
-    from igikit.supervise.audit import AuditLog
-    from igikit.supervise.records import DecisionRecord
-    from igikit.supervise.session import SupervisedSession
+def _serve(out_dir: Path, audit_path: Path, port: int) -> int:
+    """Serve the plans in the demo's audit log, awaiting a physicist's approval, in the console until Ctrl-C.
 
-    access = console_access("127.0.0.1", port, demo_dir=out_dir)
-    store = access.store
-    audit = AuditLog(audit_path)
-    session = SupervisedSession(audit, workflow="theranostics", session_id=out_dir.name, level=1)
-    record = DecisionRecord.from_dict({**ho_plan["decision"], "session_id": out_dir.name})
-    session.submit(record)
-    app = create_app(session, store, secret=access.secret, title="Ho-166 plan: a proposal awaiting approval")
-    server = access.server(app, audit_path=audit_path, about="the Ho-166 plan awaits approval")
-    try:
-        server.run()
-    finally:
-        audit.close()
-        store.close()
+    The console reads the plans from the log (:func:`.plan_commands.serve_plan_review`, as ``igikit
+    console --proposals`` does): an approval or veto names the plan's row, and nothing is logged twice.
+    """
+    from igikit.workflows.theranostics.plan_commands import serve_plan_review
+
+    serve_plan_review(audit_path, session_id=out_dir.name, port=port, demo_dir=out_dir)
     print("console stopped", file=sys.stderr, flush=True)
     return 0
 

@@ -190,6 +190,47 @@ def open_plan_review(path: Path, *, session_id: str) -> Any:
         raise
 
 
+def serve_plan_review(
+    path: Path, *, session_id: str, host: str = "127.0.0.1", port: int = 8000, users_path: Path | None = None,
+    demo_dir: Path | None = None,
+) -> None:
+    """Serve the plans awaiting approval in the audit log at ``path`` in the supervisor's console until Ctrl-C.
+
+    The log is read first (:func:`open_plan_review`), so that a bad one leaves no users file or
+    secret behind; then :func:`igikit.console.server.console_access` opens who may log in: with
+    ``demo_dir`` a demo physicist there, else the install's users (``users_path``), with a warning
+    on stderr when none of them may approve a plan. Printed (the rest as
+    :meth:`~igikit.console.server.ConsoleAccess.server` says):
+    ``igikit console: URL  (N plans awaiting a physicist's approval (NAME); answers go to PATH); Ctrl-C to stop``.
+
+    Raises
+    ------
+    InputError
+        As :func:`open_plan_review`, or for a ``port`` outside 0..65535.
+    """
+    import sys
+
+    from igikit.console.app import create_app
+    from igikit.console.server import DEMO_USER, console_access
+
+    session = open_plan_review(path, session_id=session_id)
+    try:
+        access = console_access(host, port, demo_dir=demo_dir, users_path=users_path, warn_no_users=False)
+        try:
+            if not any(u.role in PLAN_APPROVER_ROLES for u in access.store.list()):
+                print(f"warning: no {' or '.join(PLAN_APPROVER_ROLES)} in {access.store.path}, and only one may "
+                      f"approve a plan; add one with: igikit users add NAME --role {PLAN_APPROVER_ROLES[0]}",
+                      file=sys.stderr)
+            n = len(session.pending())
+            what = f"{n} plan{'s' if n > 1 else ''} awaiting a physicist's approval ({path.name})"
+            app = create_app(session, access.store, secret=access.secret, title=what)
+            access.server(app, audit_path=path, about=what, log_label="answers go to", login_note=DEMO_USER[1]).run()
+        finally:
+            access.store.close()
+    finally:
+        session.audit.close()
+
+
 def _finish(args: argparse.Namespace, payload: dict[str, Any], record: Any, lines: list[str]) -> int:
     payload["decision"] = record.to_dict()
     if args.audit is not None:
