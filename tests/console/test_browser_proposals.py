@@ -4,19 +4,13 @@ audit log, and a restarted console finds nothing left to approve. Screenshots go
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from igikit.supervise import AuditLog, HumanAction
 from tests.conftest import assert_input_error, run_cli
 
-from .conftest import PASSWORDS
+from .conftest import PASSWORDS, served_process
 from .test_browser import SHOTS, browser, pytestmark  # noqa: F401  (browser is a fixture; chromium skip mark)
 
 
@@ -36,22 +30,10 @@ def test_physicist_approves_a_plan_from_the_log(browser, users_path: Path, tmp_p
     plan = run_cli("plan", "y90", "--normal-liver-gy", "40", "--tumour-kg", "0.2", "--normal-liver-kg", "1.4",
                    "--tn", "4", "--lsf", "0.06", "--audit", log)
     assert plan.returncode == 0, plan.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "igikit.cli", "console", "--proposals", str(log), "--users", str(users_path),
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(x.rstrip("\n") for x in proc.stdout), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    url = None
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        url = next((m.group(1) for m in (re.search(r"igikit console: (http://\S+)", x) for x in list(lines)) if m),
-                   None)
-        time.sleep(0.1)
-    try:
-        assert url, "\n".join(lines)
+    argv = [sys.executable, "-m", "igikit.cli", "console", "--proposals", str(log), "--users", str(users_path),
+            "--port", "0"]
+    with served_process(argv, tmp_path) as served:
+        url = served.url
         context, page = _log_in(browser, url, "olivia")
         try:
             card = "#pending li[data-seq='1']"
@@ -77,11 +59,6 @@ def test_physicist_approves_a_plan_from_the_log(browser, users_path: Path, tmp_p
             page.screenshot(path=str(SHOTS / "plan_approved.png"))
         finally:
             context.close()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
-        reader.join(timeout=5)
-    assert code == 0, "\n".join(lines)
     with AuditLog(log, create=False) as audit:
         assert audit.verify().ok
         answers = [(e.record.operator, e.record.responds_to_seq, e.record.refused) for e in audit.records()

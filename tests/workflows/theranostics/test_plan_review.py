@@ -8,14 +8,9 @@ same hash-chained log, and a plan that was answered no longer waits when the log
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import sqlite3
-import subprocess
 import sys
-import threading
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +28,7 @@ from igikit.supervise.records import DecisionRecord
 from igikit.supervise.session import unanswered_proposals
 from igikit.workflows.theranostics.plan_commands import open_plan_review
 from tests.conftest import assert_input_error, run_cli
+from tests.console.conftest import served_process
 from tests.workflows.theranostics.test_plan_lu177 import _dosimetry
 
 with warnings.catch_warnings():  # starlette suggests httpx2 over httpx; httpx works
@@ -179,22 +175,10 @@ def test_the_console_command_serves_the_plans_and_logs_the_approval(tmp_path: Pa
     import httpx
 
     plans = _plans(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "igikit.cli", "console", "--proposals", str(plans.log), "--users", str(plans.users),
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(x.rstrip("\n") for x in proc.stdout), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    url = None
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        url = next((m.group(1) for m in (re.search(r"igikit console: (http://\S+)", x) for x in list(lines)) if m),
-                   None)
-        time.sleep(0.1)
-    try:
-        assert url, "\n".join(lines)
+    argv = [sys.executable, "-m", "igikit.cli", "console", "--proposals", str(plans.log), "--users",
+            str(plans.users), "--port", "0"]
+    with served_process(argv, tmp_path) as served:
+        url, lines = served.url, served.lines
         assert "3 plans awaiting a physicist's approval" in "\n".join(lines)
         with httpx.Client(base_url=url, timeout=10) as client:
             r = client.post("/api/login", json={"name": "paula", "password": PASSWORDS["paula"]})
@@ -204,11 +188,6 @@ def test_the_console_command_serves_the_plans_and_logs_the_approval(tmp_path: Pa
             pid = pending[plans.seq["Y-90"]]["pending_id"]
             r = client.post(f"/api/pending/{pid}/approve", json={"reason": "checked"}, headers=headers)
             assert r.status_code == 200, r.text
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
-        reader.join(timeout=5)
-    assert code == 0, "\n".join(lines)
     approvals = [a for a in _actions(plans.log) if a.action == "approve"]
     assert [(a.operator, a.responds_to_seq, a.refused) for a in approvals] == [("paula", plans.seq["Y-90"], False)]
     with AuditLog(plans.log, create=False) as audit:
